@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "plugins/cri/cri_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <set>
+
+#include "cri/v1/api.grpc.pb.h"
+
+namespace berth::cri {
+namespace {
+
+constexpr char kRuntimeName[] = "berth";
+constexpr char kCriVersion[] = "0.1.0";  // the CRI Version RPC's "version" field
+constexpr char kRuntimeApiVersion[] = "v1";
+
+const std::set<std::string>& KnownKeys() {
+  static const std::set<std::string> keys = {"cgroup_driver"};
+  return keys;
+}
+
+}  // namespace
+
+// RuntimeService: what is not overridden here answers UNIMPLEMENTED (the generated base
+// class does), which the kubelet understands.
+class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
+ public:
+  explicit RuntimeServiceImpl(CriPlugin* plugin) : plugin_(plugin) {}
+
+  grpc::Status Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
+                       runtime::v1::VersionResponse* resp) override {
+    resp->set_version(kCriVersion);
+    resp->set_runtime_name(kRuntimeName);
+    resp->set_runtime_version(daemon_version_);
+    resp->set_runtime_api_version(kRuntimeApiVersion);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Status(grpc::ServerContext*, const runtime::v1::StatusRequest* req,
+                      runtime::v1::StatusResponse* resp) override {
+    auto add = [resp](const char* type, const sdk::Readiness& r) {
+      runtime::v1::RuntimeCondition* c = resp->mutable_status()->add_conditions();
+      c->set_type(type);
+      c->set_status(r.ready);
+      c->set_reason(r.reason);
+      c->set_message(r.message);
+    };
+    add("RuntimeReady", plugin_->RuntimeReadiness());
+    add("NetworkReady", plugin_->NetworkReadiness());
+    for (const CriPlugin::Handler& h : plugin_->handlers()) {
+      runtime::v1::RuntimeHandler* rh = resp->add_runtime_handlers();
+      rh->set_name(h.name);
+      rh->mutable_features()->set_recursive_read_only_mounts(false);
+      rh->mutable_features()->set_user_namespaces(false);
+    }
+    resp->mutable_features()->set_supplemental_groups_policy(false);
+    if (req->verbose()) {
+      nlohmann::json info = plugin_->Info();
+      for (auto& [key, value] : info.items()) (*resp->mutable_info())[key] = value.dump();
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RuntimeConfig(grpc::ServerContext*, const runtime::v1::RuntimeConfigRequest*,
+                             runtime::v1::RuntimeConfigResponse* resp) override {
+    resp->mutable_linux()->set_cgroup_driver(plugin_->cgroup_driver() == "systemd"
+                                                 ? runtime::v1::CgroupDriver::SYSTEMD
+                                                 : runtime::v1::CgroupDriver::CGROUPFS);
+    return grpc::Status::OK;
+  }
+
+  void set_daemon_version(std::string v) { daemon_version_ = std::move(v); }
+
+ private:
+  CriPlugin* plugin_;
+  std::string daemon_version_;
+};
+
+class ImageServiceImpl final : public runtime::v1::ImageService::Service {};
+
+CriPlugin::CriPlugin(sdk::Host host) : host_(host) {}
+
+CriPlugin::~CriPlugin() { Stop(); }
+
+sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
+  std::unique_ptr<CriPlugin> p(new CriPlugin(host));
+  auto config_text = host.Config();
+  if (!config_text.ok()) return config_text.status();
+  p->config_ = nlohmann::json::parse(*config_text, nullptr, false);
+  if (!p->config_.is_object()) return sdk::Internal("configuration is not a JSON object");
+  for (auto& [key, value] : p->config_.items()) {
+    if (KnownKeys().count(key) == 0) {
+      return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
+                                  "\" for plugin io.berth.cri (known keys: cgroup_driver)");
+    }
+  }
+  p->cgroup_driver_ = "cgroupfs";
+  if (p->config_.contains("cgroup_driver")) {
+    const auto& v = p->config_["cgroup_driver"];
+    if (!v.is_string() || (v != "cgroupfs" && v != "systemd")) {
+      return sdk::InvalidArgument(host.ConfigWhere("cgroup_driver") +
+                                  ": key \"cgroup_driver\": expected cgroupfs or systemd, got " +
+                                  v.dump());
+    }
+    p->cgroup_driver_ = v.get<std::string>();
+  }
+  // The cgroup driver the kubelet must align with: a running plugin of that name.
+  bool found = false;
+  for (const auto& drv : host.All<berth_cgroup_driver_v1>(BERTH_IFACE_CGROUP_DRIVER_V1)) {
+    if (sdk::View(drv.table->driver_name(drv.instance)) == p->cgroup_driver_) found = true;
+  }
+  if (!found) {
+    std::string why;
+    auto plugins = nlohmann::json::parse(host.ListPlugins(), nullptr, false);
+    if (plugins.is_array()) {
+      for (const auto& pl : plugins) {
+        if (pl.value("kind", "") == BERTH_KIND_CGROUP_DRIVER && pl.value("state", "") != "running") {
+          why += "; " + pl.value("id", "") + " is " + pl.value("state", "") +
+                 (pl.value("reason", "").empty() ? "" : ": " + pl.value("reason", ""));
+        }
+      }
+    }
+    return sdk::FailedPrecondition(host.ConfigWhere("cgroup_driver") + ": cgroup driver \"" +
+                                   p->cgroup_driver_ + "\" is not available" + why);
+  }
+
+  auto daemon = nlohmann::json::parse(host.Section("daemon").value(), nullptr, false);
+  p->socket_ = daemon.value("socket", "");
+  if (p->socket_.empty()) return sdk::Internal("the daemon section names no socket");
+
+  // Runtime handlers: each declared to its runtime plugin, which validates its options.
+  auto runtimes = host.Section("runtimes");
+  if (!runtimes.ok()) return runtimes.status();
+  auto rj = nlohmann::json::parse(*runtimes, nullptr, false);
+  p->default_runtime_ = rj.value("default_runtime", "");
+  for (auto& [name, entry] : rj["handlers"].items()) {
+    std::string plugin_id = entry.value("plugin", "");
+    auto rt = host.Lookup<berth_runtime_v1>(BERTH_IFACE_RUNTIME_V1, plugin_id.c_str());
+    if (!rt.ok()) {
+      return sdk::FailedPrecondition(host.ConfigWhere(("/runtimes." + name).c_str()) +
+                                     ": runtime handler \"" + name + "\": " +
+                                     rt.status().message());
+    }
+    sdk::StringSink err;
+    std::string options = entry["options"].dump();
+    int32_t code = rt->table->add_handler(rt->instance, sdk::Str(name), sdk::Str(options),
+                                          err.get());
+    if (code != BERTH_OK) {
+      return sdk::Status(code, host.ConfigWhere(("/runtimes." + name + ".options").c_str()) +
+                                   ": runtime handler \"" + name + "\": " + err.str());
+    }
+    p->handlers_.push_back(Handler{name, *rt});
+  }
+  p->runtime_service_ = std::make_unique<RuntimeServiceImpl>(p.get());
+  p->runtime_service_->set_daemon_version(daemon.value("version", "0.0.0"));
+  p->image_service_ = std::make_unique<ImageServiceImpl>();
+  *out = std::move(p);
+  return sdk::Status::Ok();
+}
+
+const void* CriPlugin::GetInterface(std::string_view iface) {
+  if (iface == BERTH_IFACE_SERVICE_V1) return sdk::ServiceTable<CriPlugin>();
+  return nullptr;
+}
+
+sdk::Readiness CriPlugin::Status() {
+  if (!server_) return sdk::Readiness::NotReady("NotServing", "the CRI server is not started");
+  return sdk::Readiness::Ready();
+}
+
+sdk::Status CriPlugin::Start() {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix://" + socket_, grpc::InsecureServerCredentials());
+  builder.RegisterService(runtime_service_.get());
+  builder.RegisterService(image_service_.get());
+  // The kubelet sends large requests (ListContainers filters, image auth) and receives
+  // large responses with many pods; match its 16 MiB limit.
+  builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);
+  builder.SetMaxSendMessageSize(16 * 1024 * 1024);
+  // The socket is root-only: create it under a restrictive umask, then make sure.
+  mode_t old = ::umask(0077);
+  server_ = builder.BuildAndStart();
+  ::umask(old);
+  if (!server_) {
+    return sdk::Status(BERTH_UNAVAILABLE, "cannot serve CRI on unix://" + socket_ +
+                                              " (see the gRPC error above)");
+  }
+  if (::chmod(socket_.c_str(), 0600) != 0) {
+    Stop();
+    return sdk::Internal("cannot restrict permissions of " + socket_);
+  }
+  host_.Info("serving CRI v1 on unix://" + socket_);
+  return sdk::Status::Ok();
+}
+
+void CriPlugin::Stop() {
+  if (!server_) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Wait();
+  server_.reset();
+}
+
+sdk::Readiness CriPlugin::RuntimeReadiness() {
+  const Handler* def = nullptr;
+  for (const Handler& h : handlers_) {
+    if (h.name == default_runtime_) def = &h;
+  }
+  if (def == nullptr) {
+    return sdk::Readiness::NotReady("NoDefaultRuntime",
+                                    "no runtime handler is configured as default_runtime");
+  }
+  sdk::StringSink out, err;
+  int32_t code = def->runtime.table->handler_status(def->runtime.instance, sdk::Str(def->name),
+                                                    out.get(), err.get());
+  if (code != BERTH_OK) {
+    return sdk::Readiness::NotReady("RuntimeHandlerError",
+                                    "runtime handler " + def->name + ": " + err.str());
+  }
+  nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
+  if (!j.value("ready", false)) {
+    return sdk::Readiness::NotReady(j.value("reason", "RuntimeHandlerNotReady"),
+                                    "runtime handler " + def->name + ": " + j.value("message", ""));
+  }
+  for (const auto& s : host_.All<berth_image_store_v1>(BERTH_IFACE_IMAGE_STORE_V1)) {
+    if (auto r = sdk::QueryStatus(s); !r.ready) return r;
+  }
+  for (const auto& s : host_.All<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1)) {
+    if (auto r = sdk::QueryStatus(s); !r.ready) return r;
+  }
+  for (const auto& s : host_.All<berth_cgroup_driver_v1>(BERTH_IFACE_CGROUP_DRIVER_V1)) {
+    if (sdk::View(s.table->driver_name(s.instance)) != cgroup_driver_) continue;
+    if (auto r = sdk::QueryStatus(s); !r.ready) return r;
+  }
+  return sdk::Readiness::Ready();
+}
+
+sdk::Readiness CriPlugin::NetworkReadiness() {
+  auto nets = host_.All<berth_network_v1>(BERTH_IFACE_NETWORK_V1);
+  if (nets.empty()) {
+    return sdk::Readiness::NotReady("NetworkPluginNotReady", "no network plugin is running");
+  }
+  return sdk::QueryStatus(nets.front());
+}
+
+nlohmann::json CriPlugin::Info() {
+  nlohmann::json handlers = nlohmann::json::array();
+  for (const Handler& h : handlers_) {
+    sdk::StringSink out, err;
+    h.runtime.table->handler_status(h.runtime.instance, sdk::Str(h.name), out.get(), err.get());
+    nlohmann::json st = nlohmann::json::parse(out.str(), nullptr, false);
+    handlers.push_back({{"name", h.name},
+                        {"plugin", h.runtime.plugin_id},
+                        {"status", st.is_discarded() ? nlohmann::json(err.str()) : st}});
+  }
+  nlohmann::json daemon = nlohmann::json::parse(host_.Section("daemon").value(), nullptr, false);
+  return {{"plugins", nlohmann::json::parse(host_.ListPlugins(), nullptr, false)},
+          {"config",
+           {{"daemon", daemon},
+            {"cgroup_driver", cgroup_driver_},
+            {"default_runtime", default_runtime_},
+            {"runtime_handlers", handlers}}}};
+}
+
+}  // namespace berth::cri

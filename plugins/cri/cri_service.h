@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "berth/plugin.hpp"
+#include "nlohmann/json.hpp"
+
+namespace grpc {
+class Server;
+}
+
+namespace berth::cri {
+
+class RuntimeServiceImpl;
+class ImageServiceImpl;
+
+// The CRI v1 service plugin: serves RuntimeService and ImageService on the daemon socket.
+class CriPlugin {
+ public:
+  static sdk::Status Create(sdk::Host host, std::unique_ptr<CriPlugin>* out);
+  ~CriPlugin();
+
+  const void* GetInterface(std::string_view iface);
+  sdk::Readiness Status();
+  sdk::Status Start();
+  void Stop();
+
+  // Used by the gRPC services.
+  sdk::Host& host() { return host_; }
+  const std::string& cgroup_driver() const { return cgroup_driver_; }
+  const std::string& default_runtime() const { return default_runtime_; }
+  struct Handler {
+    std::string name;
+    sdk::Iface<berth_runtime_v1> runtime;
+  };
+  const std::vector<Handler>& handlers() const { return handlers_; }
+  // RuntimeReady: the default runtime handler and the image/snapshot/cgroup plugins.
+  sdk::Readiness RuntimeReadiness();
+  // NetworkReady: the network plugin.
+  sdk::Readiness NetworkReadiness();
+  // What `crictl info` shows: plugins and effective configuration, as JSON.
+  nlohmann::json Info();
+
+ private:
+  explicit CriPlugin(sdk::Host host);
+
+  sdk::Host host_;
+  std::string socket_;
+  std::string cgroup_driver_;
+  std::string default_runtime_;
+  nlohmann::json config_;
+  std::vector<Handler> handlers_;
+  std::unique_ptr<RuntimeServiceImpl> runtime_service_;
+  std::unique_ptr<ImageServiceImpl> image_service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace berth::cri
