@@ -152,6 +152,7 @@ absl::Status CompleteConfig(Config& config, const Registry& registry) {
       s.config = nlohmann::json::parse(p->default_config_json);
       config.plugins[s.id] = std::move(s);
     }
+    config.plugins_given = true;
   }
   if (!config.runtimes_given && config.plugins.count("io.berth.runtime.runc") != 0) {
     for (const char* name : {"runc", "crun"}) {
@@ -162,6 +163,7 @@ absl::Status CompleteConfig(Config& config, const Registry& registry) {
       config.runtimes[name] = std::move(e);
     }
     if (config.default_runtime.empty()) config.default_runtime = "runc";
+    config.runtimes_given = true;
   }
   for (const auto& [name, entry] : config.runtimes) {
     Plugin* p = registry.Find(entry.plugin);

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 // berthctl: the operator's client for berthd, over the same CRI socket the kubelet uses.
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -39,14 +38,42 @@ int Usage(const std::string& error) {
   return 2;
 }
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.add_whitespace = true;
-  o.preserve_proto_field_names = true;
-  o.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
+// The CRI messages are compiled for the lite runtime (no reflection): JSON by hand, with
+// the proto field names.
+nlohmann::json ToJson(const runtime::v1::VersionResponse& v) {
+  return {{"version", v.version()},
+          {"runtime_name", v.runtime_name()},
+          {"runtime_version", v.runtime_version()},
+          {"runtime_api_version", v.runtime_api_version()}};
+}
+
+nlohmann::json ToJson(const runtime::v1::StatusResponse& s) {
+  nlohmann::json conditions = nlohmann::json::array();
+  for (const auto& c : s.status().conditions()) {
+    conditions.push_back({{"type", c.type()},
+                          {"status", c.status()},
+                          {"reason", c.reason()},
+                          {"message", c.message()}});
+  }
+  nlohmann::json handlers = nlohmann::json::array();
+  for (const auto& h : s.runtime_handlers()) {
+    handlers.push_back({{"name", h.name()},
+                        {"features",
+                         {{"recursive_read_only_mounts", h.features().recursive_read_only_mounts()},
+                          {"user_namespaces", h.features().user_namespaces()}}}});
+  }
+  nlohmann::json info = nlohmann::json::object();
+  for (const auto& [k, v] : s.info()) {
+    // The info map holds JSON documents as strings: show them as JSON.
+    auto parsed = nlohmann::json::parse(v, nullptr, false);
+    info[k] = parsed.is_discarded() ? nlohmann::json(v) : parsed;
+  }
+  return {{"status", {{"conditions", conditions}}},
+          {"runtime_handlers", handlers},
+          {"features",
+           {{"supplemental_groups_policy", s.features().supplemental_groups_policy()},
+            {"user_namespaces_host_network", s.features().user_namespaces_host_network()}}},
+          {"info", info}};
 }
 
 class Client {
@@ -81,7 +108,7 @@ class Client {
       return 1;
     }
     if (opts_.json) {
-      std::printf("%s", ToJson(resp).c_str());
+      std::printf("%s\n", ToJson(resp).dump(2).c_str());
     } else {
       std::printf("Version:            %s\nRuntimeName:        %s\nRuntimeVersion:     %s\n"
                   "RuntimeApiVersion:  %s\n",
@@ -105,15 +132,8 @@ class Client {
                              ? "systemd"
                              : "cgroupfs";
     if (opts_.json) {
-      nlohmann::json j = nlohmann::json::parse(ToJson(status));
+      nlohmann::json j = ToJson(status);
       j["cgroup_driver"] = driver;
-      // The info map holds JSON documents as strings: show them as JSON.
-      if (j.contains("info")) {
-        for (auto& [k, v] : j["info"].items()) {
-          auto parsed = nlohmann::json::parse(v.get<std::string>(), nullptr, false);
-          if (!parsed.is_discarded()) v = parsed;
-        }
-      }
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
     }
