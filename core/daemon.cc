@@ -278,7 +278,8 @@ int DaemonMain(int argc, char** argv) {
     return 0;
   }
   auto order = registry.Resolve(EnabledPlugins(config), [&config](std::string_view id) {
-    return config.Where(absl::StrCat("plugins.", std::string(id)));
+    std::string key = absl::StrCat("plugins.", std::string(id));
+    return absl::StrCat(config.Where(key), ": key \"", key, "\"");
   });
   if (flags->list) {
     PrintPluginTable(registry);

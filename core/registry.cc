@@ -236,11 +236,20 @@ absl::StatusOr<std::vector<Plugin*>> Registry::Resolve(
         if (q != p && (IsIdRequirement(r) ? q->id == r : q->kind == r)) providers.push_back(q);
       }
       if (providers.empty()) {
+        std::vector<std::string> installed;
+        for (const auto& q : plugins_) {
+          if (q->state != PluginState::kRefused && (IsIdRequirement(r) ? q->id == r : q->kind == r)) {
+            installed.push_back(q->id);
+          }
+        }
         return absl::FailedPreconditionError(absl::StrCat(
             where(p->id), ": plugin ", p->id, " requires ",
             IsIdRequirement(r) ? "plugin " : "a plugin of kind \"", r,
             IsIdRequirement(r) ? "" : "\"", ", and no enabled plugin provides it",
-            Find(r) ? " (it is installed but not enabled: add it under plugins:)" : ""));
+            installed.empty() ? std::string()
+                              : absl::StrCat(" (installed but not enabled: ",
+                                             absl::StrJoin(installed, ", "),
+                                             "; add it under plugins:)")));
       }
       deps[p].insert(deps[p].end(), providers.begin(), providers.end());
     }

@@ -335,6 +335,7 @@ class EventJournal {
       // host.ConfigWhere() gives "FILE:LINE" of a key inside this plugin's subtree.
       const std::string where = host.ConfigWhere(key.c_str()) + ": key \"" + key + "\": ";
       if (key == "path") {
+        path.clear();
         if (!JsonReader::DecodeString(value, &path)) {
           return sdk::InvalidArgument(where + "expected a string, got " + std::string(value));
         }
