@@ -13,6 +13,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -23,6 +24,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace berth::core {
@@ -30,9 +32,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::string_view kTopKeys[] = {"version",     "root",    "state",
-                                         "socket",      "log_level", "plugin_dirs",
-                                         "plugins",     "runtimes", "default_runtime"};
+constexpr std::string_view kTopKeys[] = {"version", "root",      "state",
+                                         "socket",  "log_level", "plugin_dirs",
+                                         "plugins", "runtimes",  "default_runtime"};
 constexpr std::string_view kRuntimeKeys[] = {"plugin", "options"};
 constexpr std::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error"};
 
@@ -98,11 +100,20 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
-// A value for a message: quoted, escaped, shortened.
+// A value for a message: quoted, escaped (keeping valid UTF-8 readable), shortened.
 std::string Quote(std::string_view s) {
   constexpr std::size_t kMax = 80;
-  if (s.size() > kMax) return absl::StrCat("\"", absl::CEscape(AV(s.substr(0, kMax))), "...\"");
-  return absl::StrCat("\"", absl::CEscape(AV(s)), "\"");
+  const bool shortened = s.size() > kMax;
+  if (shortened) {
+    s = s.substr(0, kMax);
+    // Do not cut a UTF-8 sequence in two.
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) {
+      s.remove_suffix(1);
+    }
+    if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.remove_suffix(1);
+  }
+  const std::string escaped = IsValidUtf8(s) ? absl::Utf8SafeCEscape(AV(s)) : absl::CEscape(AV(s));
+  return absl::StrCat("\"", escaped, shortened ? "...\"" : "\"");
 }
 
 int LineOf(const YAML::Node& n) {
@@ -116,7 +127,10 @@ std::string Describe(const YAML::Node& n) {
     case YAML::NodeType::Null:
       return "nothing";
     case YAML::NodeType::Scalar:
-      return n.Tag() == "?" ? Quote(n.Scalar()) : absl::StrCat("the string ", Quote(n.Scalar()));
+      if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") {
+        return absl::StrCat("the string ", Quote(n.Scalar()));
+      }
+      return Quote(n.Scalar());
     case YAML::NodeType::Sequence:
       return "a list";
     case YAML::NodeType::Map:
@@ -202,8 +216,7 @@ ScalarKind ClassifyPlain(std::string_view s) {
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
     return ScalarKind::kNull;
   }
-  if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" ||
-      s == "FALSE") {
+  if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE") {
     return ScalarKind::kBool;
   }
   std::string_view unsigned_part = s;
@@ -255,9 +268,10 @@ absl::StatusOr<json> PlainScalarToJson(std::string_view s) {
       std::string_view num = s;
       if (num[0] == '+') num.remove_prefix(1);
       if (num.find_first_of("iInN") != std::string_view::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Quote(s), " (infinity / not-a-number) cannot be represented in JSON; quote it "
-                      "if it is meant as a string"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(Quote(s),
+                         " (infinity / not-a-number) cannot be represented in JSON; quote it "
+                         "if it is meant as a string"));
       }
       double d = 0;
       const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), d);
@@ -286,8 +300,7 @@ absl::StatusOr<json> ScalarToJson(const YAML::Node& n) {
     const bool fits = (type == "null" && kind == ScalarKind::kNull) ||
                       (type == "bool" && kind == ScalarKind::kBool) ||
                       (type == "int" && kind == ScalarKind::kInt) ||
-                      (type == "float" &&
-                       (kind == ScalarKind::kFloat || kind == ScalarKind::kInt));
+                      (type == "float" && (kind == ScalarKind::kFloat || kind == ScalarKind::kInt));
     if (fits) {
       ASSIGN_OR_RETURN(json v, PlainScalarToJson(s));
       if (type == "float" && !v.is_number_float()) v = v.get<double>();
@@ -336,8 +349,7 @@ class Parser {
                                    std::string_view expected);
   absl::StatusOr<std::filesystem::path> AbsolutePath(const YAML::Node& v, std::string_view key,
                                                      int line);
-  absl::StatusOr<json> ToJson(const YAML::Node& n, const std::string& path, int line,
-                              int depth);
+  absl::StatusOr<json> ToJson(const YAML::Node& n, const std::string& path, int line, int depth);
   absl::StatusOr<json> Settings(const YAML::Node& n, const std::string& path, int line,
                                 std::string_view what);
 
@@ -355,8 +367,7 @@ class Parser {
   bool default_runtime_given_ = false;
 };
 
-absl::Status Parser::ForEachEntry(const YAML::Node& map, std::string_view path,
-                                  const EntryFn& fn) {
+absl::Status Parser::ForEachEntry(const YAML::Node& map, std::string_view path, const EntryFn& fn) {
   std::map<std::string, int> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
     // Copies: the iterator hands out a temporary pair.
@@ -385,8 +396,9 @@ absl::Status Parser::ForEachEntry(const YAML::Node& map, std::string_view path,
 
 absl::StatusOr<std::string> Parser::Text(const YAML::Node& v, std::string_view key, int line,
                                          std::string_view expected) {
-  if (!v.IsScalar()) return Fail(line, key, absl::StrCat("expected ", AV(expected), ", got ",
-                                                          Describe(v)));
+  if (!v.IsScalar()) {
+    return Fail(line, key, absl::StrCat("expected ", AV(expected), ", got ", Describe(v)));
+  }
   if (!IsValidUtf8(v.Scalar())) return Fail(line, key, "value is not valid UTF-8");
   return v.Scalar();
 }
@@ -467,8 +479,8 @@ absl::Status Parser::Parse(const YAML::Node& root) {
                                              "top level, got ",
                                              Describe(root)));
   }
-  RETURN_IF_ERROR(ForEachEntry(
-      root, "", [this](const std::string& key, int line, const YAML::Node& v) {
+  RETURN_IF_ERROR(
+      ForEachEntry(root, "", [this](const std::string& key, int line, const YAML::Node& v) {
         return TopLevel(key, line, v);
       }));
   return Finish();
@@ -480,17 +492,16 @@ absl::Status Parser::TopLevel(const std::string& key, int line, const YAML::Node
   if (key == "root" || key == "state" || key == "socket") {
     ASSIGN_OR_RETURN(std::filesystem::path p, AbsolutePath(v, key, line));
     if (key == "socket" && p.native().size() > kMaxSocketPathLength) {
-      return Fail(line, key,
-                  absl::StrCat("socket path is ", p.native().size(),
-                               " bytes long; a unix socket path must be at most ",
-                               kMaxSocketPathLength));
+      return Fail(
+          line, key,
+          absl::StrCat("socket path is ", p.native().size(),
+                       " bytes long; a unix socket path must be at most ", kMaxSocketPathLength));
     }
     (key == "root" ? cfg_.root : key == "state" ? cfg_.state : cfg_.socket) = std::move(p);
     return absl::OkStatus();
   }
   if (key == "log_level") {
-    const std::string expected =
-        absl::StrCat("one of ", JoinViews(kLogLevelNames, ", "));
+    const std::string expected = absl::StrCat("one of ", JoinViews(kLogLevelNames, ", "));
     ASSIGN_OR_RETURN(std::string s, Text(v, key, line, expected));
     absl::StatusOr<LogLevel> level = ParseLogLevel(s);
     if (!level.ok()) return Fail(line, key, SV(level.status().message()));
@@ -575,8 +586,9 @@ absl::Status Parser::Runtimes(const YAML::Node& v, int line) {
                 absl::StrCat("expected a mapping of RuntimeClass handler to runtime entry, got ",
                              Describe(v)));
   }
-  return ForEachEntry(v, "runtimes", [this](const std::string& name, int l,
-                                            const YAML::Node& e) { return Runtime(name, l, e); });
+  return ForEachEntry(v, "runtimes", [this](const std::string& name, int l, const YAML::Node& e) {
+    return Runtime(name, l, e);
+  });
 }
 
 absl::Status Parser::Runtime(const std::string& name, int line, const YAML::Node& v) {
@@ -593,28 +605,26 @@ absl::Status Parser::Runtime(const std::string& name, int line, const YAML::Node
   }
   RuntimeEntry entry{.name = name, .plugin = {}, .options = json::object(), .line = line};
   bool have_plugin = false;
-  RETURN_IF_ERROR(
-      ForEachEntry(v, path, [&](const std::string& key, int l, const YAML::Node& x) {
-        const std::string p = Join(path, key);
-        if (key == "plugin") {
-          Record(p, l);
-          ASSIGN_OR_RETURN(entry.plugin, Text(x, p, l, "a plugin id"));
-          if (!IsValidPluginId(entry.plugin)) {
-            return Fail(l, p,
-                        absl::StrCat("invalid plugin id ", Quote(entry.plugin),
-                                     ": expected reverse-DNS such as \"io.berth.runtime.runc\""));
-          }
-          have_plugin = true;
-          return absl::OkStatus();
-        }
-        if (key == "options") {
-          Record(p, l);
-          ASSIGN_OR_RETURN(entry.options, Settings(x, p, l, "the runtime plugin's options"));
-          return absl::OkStatus();
-        }
-        return FailAt(l, absl::StrCat("unknown key ", Quote(p),
-                                      UnknownKeyMessage(key, kRuntimeKeys)));
-      }));
+  RETURN_IF_ERROR(ForEachEntry(v, path, [&](const std::string& key, int l, const YAML::Node& x) {
+    const std::string p = Join(path, key);
+    if (key == "plugin") {
+      Record(p, l);
+      ASSIGN_OR_RETURN(entry.plugin, Text(x, p, l, "a plugin id"));
+      if (!IsValidPluginId(entry.plugin)) {
+        return Fail(l, p,
+                    absl::StrCat("invalid plugin id ", Quote(entry.plugin),
+                                 ": expected reverse-DNS such as \"io.berth.runtime.runc\""));
+      }
+      have_plugin = true;
+      return absl::OkStatus();
+    }
+    if (key == "options") {
+      Record(p, l);
+      ASSIGN_OR_RETURN(entry.options, Settings(x, p, l, "the runtime plugin's options"));
+      return absl::OkStatus();
+    }
+    return FailAt(l, absl::StrCat("unknown key ", Quote(p), UnknownKeyMessage(key, kRuntimeKeys)));
+  }));
   if (!have_plugin) {
     return Fail(line, path,
                 "missing required key \"plugin\" (the id of the runtime plugin, such as "
@@ -650,10 +660,10 @@ absl::Status Parser::Finish() {
       cfg_.default_runtime = cfg_.runtimes.begin()->first;
       return absl::OkStatus();
     }
-    return Fail(where("runtimes"), "default_runtime",
-                absl::StrCat("not set, and the built-in default ", Quote(cfg_.default_runtime),
-                             " is not among runtimes (", JoinViews(names, ", "),
-                             "); set default_runtime"));
+    return Fail(
+        where("runtimes"), "default_runtime",
+        absl::StrCat("not set, and the built-in default ", Quote(cfg_.default_runtime),
+                     " is not among runtimes (", JoinViews(names, ", "), "); set default_runtime"));
   }
   return Fail(where("default_runtime"), "default_runtime",
               absl::StrCat(Quote(cfg_.default_runtime), " is not among runtimes (",
@@ -724,9 +734,8 @@ void EmitJson(YAML::Emitter& out, const json& j) {
 }
 
 absl::Status FileError(int err, const std::filesystem::path& file, std::string_view action) {
-  const std::string msg =
-      absl::StrCat("cannot ", AV(action), " config file ", Quote(file.native()), ": ",
-                   std::generic_category().message(err));
+  const std::string msg = absl::StrCat("cannot ", AV(action), " config file ", Quote(file.native()),
+                                       ": ", std::generic_category().message(err));
   switch (err) {
     case ENOENT:
     case ENOTDIR:
@@ -739,6 +748,67 @@ absl::Status FileError(int err, const std::filesystem::path& file, std::string_v
   }
 }
 
+// yaml-cpp 0.7 never gets past some stray tokens (a ',' outside a flow collection, at the
+// start of a document): YAML::Load then returns an empty document and YAML::LoadAll loops
+// forever, reporting empty documents without consuming input. So the documents are counted
+// first, and one that does not start after the previous one is "malformed".
+struct StuckParser {
+  YAML::Mark mark;
+  std::string what;
+};
+
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  explicit DocumentCounter(const std::string& text) : text_(text) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (count_ > 0 && mark.pos <= last_.pos) {
+      std::string what = "unexpected character";
+      if (mark.pos >= 0 && static_cast<std::size_t>(mark.pos) < text_.size()) {
+        absl::StrAppend(&what, " ", Quote(text_.substr(static_cast<std::size_t>(mark.pos), 1)));
+      }
+      throw StuckParser{mark, std::move(what)};
+    }
+    if (++count_ == 2) second_ = mark;
+    last_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  int count() const { return count_; }
+  const YAML::Mark& second() const { return second_; }
+
+ private:
+  const std::string& text_;
+  int count_ = 0;
+  YAML::Mark last_ = YAML::Mark::null_mark();
+  YAML::Mark second_ = YAML::Mark::null_mark();
+};
+
+// OK when `text` holds at most one document. Throws YAML::Exception or StuckParser for
+// malformed YAML.
+absl::Status CheckDocuments(const std::string& text, std::string_view file) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter(text);
+  while (counter.count() < 1000 && parser.HandleNextDocument(counter)) {
+  }
+  if (counter.count() <= 1) return absl::OkStatus();
+  const int line = counter.second().line >= 0 ? counter.second().line + 1 : 0;
+  return absl::InvalidArgumentError(absl::StrCat(
+      AV(file), line > 0 ? absl::StrCat(":", line) : "", ": expected one YAML document, found ",
+      counter.count() >= 1000 ? "1000 or more" : absl::StrCat(counter.count())));
+}
+
 }  // namespace
 
 // ---- Public functions ---------------------------------------------------------------------
@@ -748,8 +818,8 @@ absl::StatusOr<LogLevel> ParseLogLevel(std::string_view s) {
   for (std::size_t i = 0; i < std::size(kLogLevelNames); ++i) {
     if (lower == kLogLevelNames[i]) return static_cast<LogLevel>(i);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "expected one of ", JoinViews(kLogLevelNames, ", "), ", got ", Quote(s)));
+  return absl::InvalidArgumentError(
+      absl::StrCat("expected one of ", JoinViews(kLogLevelNames, ", "), ", got ", Quote(s)));
 }
 
 std::string_view LogLevelName(LogLevel level) {
@@ -809,7 +879,7 @@ std::string Config::ToYaml() const {
     out << (plugin_dirs.empty() ? YAML::Flow : YAML::Block) << YAML::BeginSeq;
     for (const auto& dir : plugin_dirs) EmitString(out, dir.string());
     out << YAML::EndSeq;
-    if (plugins_given) {
+    if (plugins_given || !plugins.empty()) {
       out << YAML::Key << "plugins" << YAML::Value;
       out << (plugins.empty() ? YAML::Flow : YAML::Block) << YAML::BeginMap;
       for (const auto& [id, section] : plugins) {
@@ -820,7 +890,7 @@ std::string Config::ToYaml() const {
       }
       out << YAML::EndMap;
     }
-    if (runtimes_given) {
+    if (runtimes_given || !runtimes.empty()) {
       out << YAML::Key << "runtimes" << YAML::Value;
       out << (runtimes.empty() ? YAML::Flow : YAML::Block) << YAML::BeginMap;
       for (const auto& [name, entry] : runtimes) {
@@ -840,10 +910,10 @@ std::string Config::ToYaml() const {
     out << YAML::EndMap;
 
     std::string text = "# berthd configuration\n";
-    if (!plugins_given) {
+    if (!plugins_given && plugins.empty()) {
       absl::StrAppend(&text, "# plugins: not set: the built-in default plugin set applies\n");
     }
-    if (!runtimes_given) {
+    if (!runtimes_given && runtimes.empty()) {
       absl::StrAppend(&text, "# runtimes: not set: the built-in default runtimes apply\n");
     }
     absl::StrAppend(&text, out.c_str(), "\n");
@@ -865,8 +935,8 @@ bool SameSettings(const Config& a, const Config& b) {
              p.second.plugin == q.second.plugin && p.second.options == q.second.options;
     });
   };
-  return a.version == b.version && a.root == b.root && a.state == b.state &&
-         a.socket == b.socket && a.log_level == b.log_level && a.plugin_dirs == b.plugin_dirs &&
+  return a.version == b.version && a.root == b.root && a.state == b.state && a.socket == b.socket &&
+         a.log_level == b.log_level && a.plugin_dirs == b.plugin_dirs &&
          a.plugins_given == b.plugins_given && same_plugins(a.plugins, b.plugins) &&
          a.runtimes_given == b.runtimes_given && same_runtimes(a.runtimes, b.runtimes) &&
          a.default_runtime == b.default_runtime;
@@ -875,27 +945,27 @@ bool SameSettings(const Config& a, const Config& b) {
 absl::StatusOr<Config> ParseConfig(std::string_view text, std::string_view file_name) {
   const std::string file = file_name.empty() ? "<config>" : std::string(file_name);
   try {
-    std::vector<YAML::Node> docs;
-    try {
-      docs = YAML::LoadAll(std::string(text));
-    } catch (const YAML::Exception& e) {
-      if (e.mark.is_null()) {
-        return absl::InvalidArgumentError(absl::StrCat(file, ": malformed YAML: ", e.msg));
+    auto malformed = [&](const YAML::Mark& mark, std::string_view what) {
+      if (mark.is_null()) {
+        return absl::InvalidArgumentError(absl::StrCat(file, ": malformed YAML: ", AV(what)));
       }
-      return absl::InvalidArgumentError(absl::StrCat(file, ":", e.mark.line + 1, ":",
-                                                     e.mark.column + 1,
-                                                     ": malformed YAML: ", e.msg));
-    }
-    if (docs.size() > 1) {
-      const int line = LineOf(docs[1]);
-      return absl::InvalidArgumentError(
-          absl::StrCat(file, line > 0 ? absl::StrCat(":", line) : "",
-                       ": expected one YAML document, found ", docs.size()));
+      return absl::InvalidArgumentError(absl::StrCat(file, ":", mark.line + 1, ":", mark.column + 1,
+                                                     ": malformed YAML: ", AV(what)));
+    };
+    const std::string input(text);
+    YAML::Node root;
+    try {
+      RETURN_IF_ERROR(CheckDocuments(input, file));
+      root = YAML::Load(input);
+    } catch (const YAML::Exception& e) {
+      return malformed(e.mark, e.msg);
+    } catch (const StuckParser& e) {
+      return malformed(e.mark, e.what);
     }
     Config cfg;
     cfg.file = file;
     Parser parser(file, cfg);
-    RETURN_IF_ERROR(parser.Parse(docs.empty() ? YAML::Node() : docs[0]));
+    RETURN_IF_ERROR(parser.Parse(root));
     return cfg;
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(

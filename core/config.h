@@ -71,7 +71,7 @@ struct RuntimeEntry {
 struct PluginSection {
   std::string id;
   nlohmann::json config = nlohmann::json::object();  // always an object
-  int line = 0;  // of the id key; 0 when not from a file
+  int line = 0;                                      // of the id key; 0 when not from a file
 };
 
 struct Config {
@@ -83,9 +83,9 @@ struct Config {
   LogLevel log_level = LogLevel::kInfo;
   std::vector<std::filesystem::path> plugin_dirs;  // empty: the host decides
   std::map<std::string, PluginSection> plugins;    // ordered by id
-  bool plugins_given = false;  // the file had a `plugins` key (possibly empty)
-  std::map<std::string, RuntimeEntry> runtimes;  // ordered by handler name
-  bool runtimes_given = false;  // the file had a `runtimes` key (possibly empty)
+  bool plugins_given = false;                      // the file had a `plugins` key (possibly empty)
+  std::map<std::string, RuntimeEntry> runtimes;    // ordered by handler name
+  bool runtimes_given = false;                     // the file had a `runtimes` key (possibly empty)
   // When the file does not set it: "runc", or the only entry of a one-entry `runtimes`.
   // Checked against `runtimes` only when that is non-empty; otherwise the caller checks it
   // against its default runtime table.
@@ -97,7 +97,8 @@ struct Config {
   [[nodiscard]] std::string Where(std::string_view key_path) const;
 
   // The whole configuration as YAML, top-level keys in schema order. `plugins` / `runtimes`
-  // are left out when not given. ParseConfig(ToYaml()) yields SameSettings().
+  // are left out when neither given nor filled in. ParseConfig(ToYaml()) yields SameSettings()
+  // (given that a non-empty `plugins` / `runtimes` has its *_given flag set).
   [[nodiscard]] std::string ToYaml() const;
 
   // Key path -> 1-based line, filled by the parser: "root", "plugins", "plugins." + id,
@@ -111,8 +112,7 @@ struct Config {
 
 // Parses and validates `text`; `file_name` is used in messages (and stored in Config::file).
 // Never throws.
-[[nodiscard]] absl::StatusOr<Config> ParseConfig(std::string_view text,
-                                                 std::string_view file_name);
+[[nodiscard]] absl::StatusOr<Config> ParseConfig(std::string_view text, std::string_view file_name);
 
 // Reads and parses `file`. NOT_FOUND / PERMISSION_DENIED naming the file when it cannot be
 // opened; INVALID_ARGUMENT when it is a directory or larger than 16 MiB. Never throws.

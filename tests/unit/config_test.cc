@@ -81,8 +81,8 @@ Config MustParse(std::string_view text) {
 
 // The JSON a plain scalar becomes inside a plugin's settings.
 json ValueOf(std::string_view yaml_scalar) {
-  const Config c = MustParse(std::string("plugins:\n  a.b.c:\n    v: ") +
-                             std::string(yaml_scalar) + "\n");
+  const Config c =
+      MustParse(std::string("plugins:\n  a.b.c:\n    v: ") + std::string(yaml_scalar) + "\n");
   const auto it = c.plugins.find("a.b.c");
   if (it == c.plugins.end() || !it->second.config.contains("v")) return "<missing>";
   return it->second.config["v"];
@@ -91,8 +91,8 @@ json ValueOf(std::string_view yaml_scalar) {
 // ---- Log levels ---------------------------------------------------------------------------
 
 TEST(LogLevelTest, ParsesEveryNameAndNamesRoundTrip) {
-  for (LogLevel level : {LogLevel::kTrace, LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarn,
-                         LogLevel::kError}) {
+  for (LogLevel level :
+       {LogLevel::kTrace, LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarn, LogLevel::kError}) {
     absl::StatusOr<LogLevel> parsed = ParseLogLevel(LogLevelName(level));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, level);
@@ -119,10 +119,9 @@ TEST(NamesTest, PluginIds) {
                               "com.example.my_plugin2", "a.b.c", "0.1.2"}) {
     EXPECT_TRUE(IsValidPluginId(ok)) << ok;
   }
-  for (std::string_view bad : {"", "io.berth", "cri", "Io.berth.cri", "io..berth.cri",
-                               ".io.berth.cri", "io.berth.cri.", "io.berth.-cri",
-                               "io.berth.cri-", "io.berth.c ri", "io.berth.cri/x",
-                               "io.berth.crï"}) {
+  for (std::string_view bad :
+       {"", "io.berth", "cri", "Io.berth.cri", "io..berth.cri", ".io.berth.cri", "io.berth.cri.",
+        "io.berth.-cri", "io.berth.cri-", "io.berth.c ri", "io.berth.cri/x", "io.berth.crï"}) {
     EXPECT_FALSE(IsValidPluginId(bad)) << bad;
   }
   EXPECT_FALSE(IsValidPluginId("io.berth." + std::string(250, 'x')));
@@ -130,15 +129,15 @@ TEST(NamesTest, PluginIds) {
 
 TEST(NamesTest, HandlerNames) {
   const std::string longest(63, 'a'), too_long(64, 'a');
-  for (std::string_view ok : {std::string_view("runc"), std::string_view("kata-qemu"),
-                              std::string_view("a"), std::string_view("0"),
-                              std::string_view("runc2"), std::string_view(longest)}) {
+  for (std::string_view ok :
+       {std::string_view("runc"), std::string_view("kata-qemu"), std::string_view("a"),
+        std::string_view("0"), std::string_view("runc2"), std::string_view(longest)}) {
     EXPECT_TRUE(IsValidHandlerName(ok)) << ok;
   }
-  for (std::string_view bad : {std::string_view(""), std::string_view("Runc"),
-                               std::string_view("-runc"), std::string_view("runc-"),
-                               std::string_view("run_c"), std::string_view("run.c"),
-                               std::string_view("ru nc"), std::string_view(too_long)}) {
+  for (std::string_view bad :
+       {std::string_view(""), std::string_view("Runc"), std::string_view("-runc"),
+        std::string_view("runc-"), std::string_view("run_c"), std::string_view("run.c"),
+        std::string_view("ru nc"), std::string_view(too_long)}) {
     EXPECT_FALSE(IsValidHandlerName(bad)) << bad;
   }
 }
@@ -146,8 +145,7 @@ TEST(NamesTest, HandlerNames) {
 // ---- Valid input --------------------------------------------------------------------------
 
 TEST(ParseConfigTest, EmptyOrCommentOnlyFileGivesDefaultsAndNoPluginsOrRuntimes) {
-  for (std::string_view text : {"", "\n\n", "# only a comment\n# and another\n", "---\n",
-                                "~\n"}) {
+  for (std::string_view text : {"", "\n\n", "# only a comment\n# and another\n", "---\n", "~\n"}) {
     SCOPED_TRACE(std::string(text));
     const Config c = MustParse(text);
     EXPECT_TRUE(SameSettings(c, Config{}));
@@ -181,8 +179,8 @@ TEST(ParseConfigTest, FullConfig) {
   EXPECT_EQ(c.state, "/run/berth-test");
   EXPECT_EQ(c.socket, "/run/berth-test/berth.sock");
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
-  EXPECT_EQ(c.plugin_dirs, (std::vector<std::filesystem::path>{"/usr/lib/berth/plugins",
-                                                               "/opt/berth/plugins"}));
+  EXPECT_EQ(c.plugin_dirs,
+            (std::vector<std::filesystem::path>{"/usr/lib/berth/plugins", "/opt/berth/plugins"}));
   ASSERT_TRUE(c.plugins_given);
   ASSERT_EQ(c.plugins.size(), 3u);
   const PluginSection& cri = c.plugins.at("io.berth.cri");
@@ -311,29 +309,29 @@ TEST(ScalarConversionTest, CoreSchemaTable) {
 }
 
 TEST(ScalarConversionTest, RefusesWhatJsonCannotHold) {
-  ExpectError("plugins:\n  a.b.c:\n    v: .inf\n", "config.yaml:3: ",
-              {"key \"plugins.a.b.c.v\"", "\".inf\"", "JSON", "quote"});
+  ExpectError("plugins:\n  a.b.c:\n    v: .inf\n",
+              "config.yaml:3: ", {"key \"plugins.a.b.c.v\"", "\".inf\"", "JSON", "quote"});
   ExpectError("plugins:\n  a.b.c:\n    v: -.Inf\n", "config.yaml:3: ", {"JSON"});
   ExpectError("plugins:\n  a.b.c:\n    v: .nan\n", "config.yaml:3: ", {"JSON"});
-  ExpectError("plugins:\n  a.b.c:\n    v: 18446744073709551616\n", "config.yaml:3: ",
-              {"out of the 64-bit range"});
-  ExpectError("plugins:\n  a.b.c:\n    v: -9223372036854775809\n", "config.yaml:3: ",
-              {"out of the 64-bit range"});
+  ExpectError("plugins:\n  a.b.c:\n    v: 18446744073709551616\n",
+              "config.yaml:3: ", {"out of the 64-bit range"});
+  ExpectError("plugins:\n  a.b.c:\n    v: -9223372036854775809\n",
+              "config.yaml:3: ", {"out of the 64-bit range"});
   ExpectError("plugins:\n  a.b.c:\n    v: 1e999\n", "config.yaml:3: ", {"out of the range"});
   EXPECT_EQ(ValueOf("'.inf'"), ".inf");
 }
 
 TEST(ScalarConversionTest, RefusesUnknownAndMismatchedTags) {
-  ExpectError("plugins:\n  a.b.c:\n    v: !custom x\n", "config.yaml:3: ",
-              {"key \"plugins.a.b.c.v\"", "unsupported tag \"!custom\""});
-  ExpectError("plugins:\n  a.b.c:\n    v: !!int abc\n", "config.yaml:3: ",
-              {"\"abc\" is not a valid !!int value"});
+  ExpectError("plugins:\n  a.b.c:\n    v: !custom x\n",
+              "config.yaml:3: ", {"key \"plugins.a.b.c.v\"", "unsupported tag \"!custom\""});
+  ExpectError("plugins:\n  a.b.c:\n    v: !!int abc\n",
+              "config.yaml:3: ", {"\"abc\" is not a valid !!int value"});
   ExpectError("plugins:\n  a.b.c:\n    v: !!bool yes\n", "config.yaml:3: ", {"!!bool"});
 }
 
 TEST(ScalarConversionTest, RefusesInvalidUtf8) {
-  ExpectError("plugins:\n  a.b.c:\n    v: \"ok\" \n    w: a\xff\xfe\n", "config.yaml:4: ",
-              {"key \"plugins.a.b.c.w\"", "UTF-8"});
+  ExpectError("plugins:\n  a.b.c:\n    v: \"ok\" \n    w: a\xff\xfe\n",
+              "config.yaml:4: ", {"key \"plugins.a.b.c.w\"", "UTF-8"});
   ExpectError("root: /a\xc0\xaf\n", "config.yaml:1: ", {"key \"root\"", "UTF-8"});
   EXPECT_EQ(ValueOf("h\xc3\xa9llo \xe2\x98\x83"), "h\xc3\xa9llo \xe2\x98\x83");
 }
@@ -341,8 +339,8 @@ TEST(ScalarConversionTest, RefusesInvalidUtf8) {
 // ---- Errors -------------------------------------------------------------------------------
 
 TEST(ParseConfigErrorTest, MalformedYamlHasLineAndColumn) {
-  ExpectError("root: /a\nplugins: {a.b.c: [1, 2}\n", "config.yaml:2:23: malformed YAML: ",
-              {"illegal flow end"});
+  ExpectError("root: /a\nplugins: {a.b.c: [1, 2}\n",
+              "config.yaml:2:23: malformed YAML: ", {"illegal flow end"});
   ExpectError("version: 1\nroot: /a\n  state: /b\n", "config.yaml:3:8: malformed YAML: ", {});
   ExpectError("a: [1\nb: 2", "config.yaml:2:2: malformed YAML: ", {});
 }
@@ -350,7 +348,11 @@ TEST(ParseConfigErrorTest, MalformedYamlHasLineAndColumn) {
 TEST(ParseConfigErrorTest, TopLevelMustBeOneMapping) {
   ExpectError("just a string\n", "config.yaml:1: ", {"expected a mapping", "\"just a string\""});
   ExpectError("- root: /a\n", "config.yaml:1: ", {"expected a mapping", "a list"});
-  ExpectError("root: /a\n---\nroot: /b\n", "config.yaml:", {"one YAML document, found 2"});
+  ExpectError("root: /a\n---\nroot: /b\n", "config.yaml:2: ", {"one YAML document, found 2"});
+  // yaml-cpp 0.7 alone would take this for an empty document (and LoadAll never returns).
+  ExpectError(",ersion: 1\nroot: /srv\n",
+              "config.yaml:1:1: malformed YAML: ", {"unexpected character \",\""});
+  ExpectError("# comment\n  , root: /srv\n", "config.yaml:2:3: malformed YAML: ", {});
 }
 
 TEST(ParseConfigErrorTest, UnknownTopLevelKey) {
@@ -364,8 +366,8 @@ TEST(ParseConfigErrorTest, UnknownTopLevelKey) {
   EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
   EXPECT_NE(far.find("unknown key \"colour\""), std::string::npos) << far;
   // A plugin section that lost its "plugins:" parent.
-  ExpectError("io.berth.cri:\n  x: 1\n", "config.yaml:1: ",
-              {"unknown key \"io.berth.cri\"", "under \"plugins:\""});
+  ExpectError("io.berth.cri:\n  x: 1\n",
+              "config.yaml:1: ", {"unknown key \"io.berth.cri\"", "under \"plugins:\""});
 }
 
 TEST(ParseConfigErrorTest, UnknownRuntimeEntryKey) {
@@ -384,19 +386,19 @@ TEST(ParseConfigErrorTest, WrongTypes) {
        "key \"log_level\": expected one of trace, debug, info, warn, error, got \"verbose\""},
       {"root: /a\nlog_level: [info]\n", "config.yaml:2: ",
        "key \"log_level\": expected one of trace, debug, info, warn, error, got a list"},
-      {"root: var/lib\n", "config.yaml:1: ",
-       "key \"root\": expected an absolute path, got \"var/lib\""},
+      {"root: var/lib\n",
+       "config.yaml:1: ", "key \"root\": expected an absolute path, got \"var/lib\""},
       {"state:\n", "config.yaml:1: ", "key \"state\": expected an absolute path, got nothing"},
-      {"socket: {a: b}\n", "config.yaml:1: ",
-       "key \"socket\": expected an absolute path, got a mapping"},
+      {"socket: {a: b}\n",
+       "config.yaml:1: ", "key \"socket\": expected an absolute path, got a mapping"},
       {"root: \"\"\n", "config.yaml:1: ", "key \"root\": expected an absolute path, got \"\""},
       {"root: \"/a\\0b\"\n", "config.yaml:1: ", "key \"root\": expected an absolute path"},
       {"plugin_dirs: /usr/lib/berth\n", "config.yaml:1: ",
        "key \"plugin_dirs\": expected a list of absolute paths, got \"/usr/lib/berth\""},
-      {"plugin_dirs:\n  - /a\n  - b/c\n", "config.yaml:3: ",
-       "key \"plugin_dirs[1]\": expected an absolute path, got \"b/c\""},
-      {"plugin_dirs: [[/a]]\n", "config.yaml:1: ",
-       "key \"plugin_dirs[0]\": expected an absolute path, got a list"},
+      {"plugin_dirs:\n  - /a\n  - b/c\n",
+       "config.yaml:3: ", "key \"plugin_dirs[1]\": expected an absolute path, got \"b/c\""},
+      {"plugin_dirs: [[/a]]\n",
+       "config.yaml:1: ", "key \"plugin_dirs[0]\": expected an absolute path, got a list"},
       {"plugins: [io.berth.cri]\n", "config.yaml:1: ",
        "key \"plugins\": expected a mapping of plugin id to settings, got a list"},
       {"plugins:\n  io.berth.cri: true\n", "config.yaml:2: ",
@@ -408,15 +410,15 @@ TEST(ParseConfigErrorTest, WrongTypes) {
        "\"io.berth.runtime.runc\""},
       {"runtimes:\n  runc:\n", "config.yaml:2: ",
        "key \"runtimes.runc\": expected a mapping with keys plugin, options, got nothing"},
-      {"runtimes:\n  runc:\n    plugin: [a.b.c]\n", "config.yaml:3: ",
-       "key \"runtimes.runc.plugin\": expected a plugin id, got a list"},
+      {"runtimes:\n  runc:\n    plugin: [a.b.c]\n",
+       "config.yaml:3: ", "key \"runtimes.runc.plugin\": expected a plugin id, got a list"},
       {"runtimes:\n  runc:\n    plugin: a.b.c\n    options: [x]\n", "config.yaml:4: ",
        "key \"runtimes.runc.options\": expected a mapping (the runtime plugin's options) or "
        "nothing, got a list"},
-      {"default_runtime: [runc]\n", "config.yaml:1: ",
-       "key \"default_runtime\": expected a runtime handler name, got a list"},
-      {"default_runtime: Runc\n", "config.yaml:1: ",
-       "key \"default_runtime\": expected a RuntimeClass handler name"},
+      {"default_runtime: [runc]\n",
+       "config.yaml:1: ", "key \"default_runtime\": expected a runtime handler name, got a list"},
+      {"default_runtime: Runc\n",
+       "config.yaml:1: ", "key \"default_runtime\": expected a RuntimeClass handler name"},
   };
   for (const Case& c : cases) ExpectError(c.text, c.prefix, {c.part});
 }
@@ -424,33 +426,32 @@ TEST(ParseConfigErrorTest, WrongTypes) {
 TEST(ParseConfigErrorTest, VersionOtherThanOneIsRefused) {
   ExpectError("# c\nversion: 2\n", "config.yaml:2: ", {"key \"version\": expected 1, got 2"});
   ExpectError("version: 0\n", "config.yaml:1: ", {"key \"version\": expected 1, got 0"});
-  ExpectError("version: 1.0\n", "config.yaml:1: ",
-              {"key \"version\": expected the integer 1, got \"1.0\""});
-  ExpectError("version: \"1\"\n", "config.yaml:1: ",
-              {"key \"version\": expected the integer 1, got the string \"1\""});
+  ExpectError("version: 1.0\n",
+              "config.yaml:1: ", {"key \"version\": expected the integer 1, got \"1.0\""});
+  ExpectError("version: \"1\"\n",
+              "config.yaml:1: ", {"key \"version\": expected the integer 1, got the string \"1\""});
   ExpectError("version:\n", "config.yaml:1: ", {"key \"version\"", "got nothing"});
   ExpectError("version: 99999999999999999999999\n", "config.yaml:1: ", {"key \"version\""});
   EXPECT_EQ(MustParse("version: 0x1\n").version, 1);
 }
 
 TEST(ParseConfigErrorTest, DuplicateKeysNameBothLines) {
-  ExpectError("root: /a\nstate: /s\nroot: /b\n", "config.yaml:3: ",
-              {"key \"root\": duplicate key (first at line 1)"});
-  ExpectError(
-      "plugins:\n  io.berth.cri:\n    a: 1\n    nested: {x: 1, x: 2}\n", "config.yaml:4: ",
-      {"key \"plugins.io.berth.cri.nested.x\": duplicate key (first at line 4)"});
+  ExpectError("root: /a\nstate: /s\nroot: /b\n",
+              "config.yaml:3: ", {"key \"root\": duplicate key (first at line 1)"});
+  ExpectError("plugins:\n  io.berth.cri:\n    a: 1\n    nested: {x: 1, x: 2}\n", "config.yaml:4: ",
+              {"key \"plugins.io.berth.cri.nested.x\": duplicate key (first at line 4)"});
   ExpectError("plugins:\n  io.berth.cri: {}\n  io.berth.cni: {}\n  io.berth.cri: {}\n",
               "config.yaml:4: ", {"key \"plugins.io.berth.cri\": duplicate key (first at line 2)"});
   ExpectError("runtimes:\n  runc: {plugin: a.b.c}\n  runc: {plugin: a.b.d}\n",
               "config.yaml:3: ", {"key \"runtimes.runc\": duplicate key (first at line 2)"});
-  ExpectError("runtimes:\n  runc:\n    plugin: a.b.c\n    plugin: a.b.d\n", "config.yaml:4: ",
-              {"key \"runtimes.runc.plugin\": duplicate key (first at line 3)"});
+  ExpectError("runtimes:\n  runc:\n    plugin: a.b.c\n    plugin: a.b.d\n",
+              "config.yaml:4: ", {"key \"runtimes.runc.plugin\": duplicate key (first at line 3)"});
 }
 
 TEST(ParseConfigErrorTest, BadKeys) {
   ExpectError("? [a, b]\n: 1\n", "config.yaml:1: ", {"keys must be scalars", "a list"});
-  ExpectError("plugins:\n  io.berth.cri:\n    ~: x\n", "config.yaml:3: ",
-              {"key \"plugins.io.berth.cri\"", "null or empty key"});
+  ExpectError("plugins:\n  io.berth.cri:\n    ~: x\n",
+              "config.yaml:3: ", {"key \"plugins.io.berth.cri\"", "null or empty key"});
   ExpectError("plugins:\n  io.berth.cri:\n    {a: 1}: x\n", "config.yaml:3: ",
               {"key \"plugins.io.berth.cri\"", "keys must be scalars", "a mapping"});
 }
@@ -461,26 +462,25 @@ TEST(ParseConfigErrorTest, BadPluginIds) {
     ExpectError(text, "config.yaml:2: ",
                 {"key \"plugins." + std::string(id) + "\": invalid plugin id", "reverse-DNS"});
   }
-  ExpectError("runtimes:\n  runc:\n    plugin: runc\n", "config.yaml:3: ",
-              {"key \"runtimes.runc.plugin\": invalid plugin id \"runc\""});
+  ExpectError("runtimes:\n  runc:\n    plugin: runc\n",
+              "config.yaml:3: ", {"key \"runtimes.runc.plugin\": invalid plugin id \"runc\""});
 }
 
 TEST(ParseConfigErrorTest, BadHandlerNames) {
   for (std::string_view name : {"Runc", "run_c", "-runc", "kata.qemu"}) {
     const std::string text = "runtimes:\n  " + std::string(name) + ":\n    plugin: a.b.c\n";
     ExpectError(text, "config.yaml:2: ",
-                {"key \"runtimes." + std::string(name) + "\": invalid handler name",
-                 "DNS-1123"});
+                {"key \"runtimes." + std::string(name) + "\": invalid handler name", "DNS-1123"});
   }
-  ExpectError("runtimes:\n  " + std::string(64, 'a') + ": {plugin: a.b.c}\n", "config.yaml:2: ",
-              {"invalid handler name"});
+  ExpectError("runtimes:\n  " + std::string(64, 'a') + ": {plugin: a.b.c}\n",
+              "config.yaml:2: ", {"invalid handler name"});
 }
 
 TEST(ParseConfigErrorTest, RuntimeWithoutPlugin) {
-  ExpectError("runtimes:\n  runc:\n    options: {a: 1}\n", "config.yaml:2: ",
-              {"key \"runtimes.runc\": missing required key \"plugin\""});
-  ExpectError("runtimes:\n  runc: {}\n", "config.yaml:2: ",
-              {"key \"runtimes.runc\": missing required key \"plugin\""});
+  ExpectError("runtimes:\n  runc:\n    options: {a: 1}\n",
+              "config.yaml:2: ", {"key \"runtimes.runc\": missing required key \"plugin\""});
+  ExpectError("runtimes:\n  runc: {}\n",
+              "config.yaml:2: ", {"key \"runtimes.runc\": missing required key \"plugin\""});
 }
 
 TEST(ParseConfigErrorTest, DefaultRuntimeNotAmongRuntimes) {
@@ -497,18 +497,18 @@ TEST(ParseConfigErrorTest, DefaultRuntimeNotAmongRuntimes) {
 TEST(ParseConfigErrorTest, SocketPathLength) {
   const std::string ok = "/" + std::string(kMaxSocketPathLength - 1, 's');
   EXPECT_EQ(MustParse("socket: " + ok + "\n").socket, ok);
-  ExpectError("root: /r\nsocket: " + ok + "x\n", "config.yaml:2: ",
-              {"key \"socket\"", "108 bytes", "at most 107"});
+  ExpectError("root: /r\nsocket: " + ok + "x\n",
+              "config.yaml:2: ", {"key \"socket\"", "108 bytes", "at most 107"});
 }
 
 TEST(ParseConfigErrorTest, AliasesAreResolvedButBounded) {
-  const Config c = MustParse(
-      "plugins:\n  a.b.c: &common\n    level: 3\n    tags: [x, y]\n  a.b.d: *common\n");
+  const Config c =
+      MustParse("plugins:\n  a.b.c: &common\n    level: 3\n    tags: [x, y]\n  a.b.d: *common\n");
   EXPECT_EQ(c.plugins.at("a.b.d").config, json::parse(R"({"level": 3, "tags": ["x", "y"]})"));
   EXPECT_EQ(c.plugins.at("a.b.c").config, c.plugins.at("a.b.d").config);
   // A recursive alias.
-  ExpectError("plugins:\n  a.b.c: &loop\n    self: *loop\n", "config.yaml:3: ",
-              {"nested deeper than"});
+  ExpectError("plugins:\n  a.b.c: &loop\n    self: *loop\n",
+              "config.yaml:3: ", {"nested deeper than"});
   // Exponential expansion.
   std::string laughs = "plugins:\n  a.b.c:\n    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i <= 8; ++i) {
@@ -544,8 +544,8 @@ TEST(WhereTest, FindsNestedPluginKeysAndFallsBack) {
 
 TEST(WhereTest, LongestRecordedPrefixWinsForDottedIds) {
   // "plugins.a.b.c.d" is both plugin a.b.c's key d and plugin a.b.c.d itself.
-  const Config c = MustParse(
-      "plugins:\n  a.b.c:\n    d:\n      e: 1\n  a.b.c.d:\n    e: 2\n    f: 3\n");
+  const Config c =
+      MustParse("plugins:\n  a.b.c:\n    d:\n      e: 1\n  a.b.c.d:\n    e: 2\n    f: 3\n");
   EXPECT_EQ(c.Where("plugins.a.b.c.d.f"), "config.yaml:7");
   EXPECT_EQ(c.Where("plugins.a.b.c.d.e"), "config.yaml:4");  // recorded for both; first wins
   EXPECT_EQ(c.Where("plugins.a.b.c.x"), "config.yaml:2");
@@ -569,9 +569,9 @@ TEST(RoundTripTest, DefaultConfig) {
   const std::string yaml = c.ToYaml();
   // Schema order.
   std::size_t pos = 0;
-  for (std::string_view key : {"version: 1", "root: /var/lib/berth", "state: /run/berth",
-                               "socket: /run/berth/berth.sock", "log_level: info",
-                               "plugin_dirs: []", "default_runtime: runc"}) {
+  for (std::string_view key :
+       {"version: 1", "root: /var/lib/berth", "state: /run/berth", "socket: /run/berth/berth.sock",
+        "log_level: info", "plugin_dirs: []", "default_runtime: runc"}) {
     const std::size_t at = yaml.find(key, pos);
     ASSERT_NE(at, std::string::npos) << key << " in\n" << yaml;
     pos = at;
@@ -601,13 +601,53 @@ TEST(RoundTripTest, TrickyValues) {
   c.plugin_dirs = {"/a/b", "/with space", "/quote'd", "/\"dq\""};
   c.plugins_given = true;
   json config = json::object();
-  const std::vector<std::string> strings = {
-      "",        "true",  "False", "null", "~",    "NULL",     "42",     "-7",   "0x1F",
-      "0o17",    "1.5",   ".5",    "1e3",  ".inf", "-.Inf",    ".nan",   "yes",  "no",
-      " lead",   "trail ", "a: b",  "#x",   "- x",  "a #b",     "key:",   "---",  "...",
-      "'",       "\"",    "@at",   "`bt",  "!bang", "&amp",    "*star",  "%pct", "{b}",
-      "[b]",     ",c",    "?q",    "|p",   ">g",   "multi\nline\n", "tab\there",
-      "h\xc3\xa9llo \xe2\x98\x83", std::string("nul\0byte", 8), "\x7f", "\\back"};
+  const std::vector<std::string> strings = {"",
+                                            "true",
+                                            "False",
+                                            "null",
+                                            "~",
+                                            "NULL",
+                                            "42",
+                                            "-7",
+                                            "0x1F",
+                                            "0o17",
+                                            "1.5",
+                                            ".5",
+                                            "1e3",
+                                            ".inf",
+                                            "-.Inf",
+                                            ".nan",
+                                            "yes",
+                                            "no",
+                                            " lead",
+                                            "trail ",
+                                            "a: b",
+                                            "#x",
+                                            "- x",
+                                            "a #b",
+                                            "key:",
+                                            "---",
+                                            "...",
+                                            "'",
+                                            "\"",
+                                            "@at",
+                                            "`bt",
+                                            "!bang",
+                                            "&amp",
+                                            "*star",
+                                            "%pct",
+                                            "{b}",
+                                            "[b]",
+                                            ",c",
+                                            "?q",
+                                            "|p",
+                                            ">g",
+                                            "multi\nline\n",
+                                            "tab\there",
+                                            "h\xc3\xa9llo \xe2\x98\x83",
+                                            std::string("nul\0byte", 8),
+                                            "\x7f",
+                                            "\\back"};
   json list = json::array();
   for (std::size_t i = 0; i < strings.size(); ++i) {
     config["s" + std::to_string(i)] = strings[i];
@@ -616,8 +656,8 @@ TEST(RoundTripTest, TrickyValues) {
   }
   config["list"] = list;
   config["numbers"] = json::array({0, -1, std::numeric_limits<std::int64_t>::min(),
-                                   std::numeric_limits<std::uint64_t>::max(), 0.1, -0.0, 3.0,
-                                   1e300, 5e-324, 1.0 / 3});
+                                   std::numeric_limits<std::uint64_t>::max(), 0.1, -0.0, 3.0, 1e300,
+                                   5e-324, 1.0 / 3});
   config["bools"] = json::array({true, false});
   config["null"] = nullptr;
   config["nested"] = json::parse(R"({"a": {"b": [[], {}, [{"c": null}]]}})");
@@ -719,7 +759,8 @@ TEST(FuzzishTest, TruncatedAndGarbledInputsReturnStatuses) {
   const std::string base(kFullConfig);
   std::vector<std::string> variants;
   // Truncations.
-  for (std::size_t n = 0; n < base.size(); n += base.size() / 20) variants.push_back(base.substr(0, n));
+  for (std::size_t n = 0; n < base.size(); n += base.size() / 20)
+    variants.push_back(base.substr(0, n));
   // Garbling with YAML's special characters, deterministic.
   std::mt19937 rng(20240607);
   const std::string specials = ":-[]{}&*!|>'\"#%@`?,~\t\n \\\x01\xff";
@@ -730,9 +771,15 @@ TEST(FuzzishTest, TruncatedAndGarbledInputsReturnStatuses) {
       const std::size_t pos = rng() % v.size();
       const char c = specials[rng() % specials.size()];
       switch (rng() % 3) {
-        case 0: v[pos] = c; break;
-        case 1: v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), c); break;
-        default: v.erase(pos, 1 + rng() % 8); break;
+        case 0:
+          v[pos] = c;
+          break;
+        case 1:
+          v.insert(v.begin() + static_cast<std::ptrdiff_t>(pos), c);
+          break;
+        default:
+          v.erase(pos, 1 + rng() % 8);
+          break;
       }
     }
     variants.push_back(v);
@@ -746,6 +793,7 @@ TEST(FuzzishTest, TruncatedAndGarbledInputsReturnStatuses) {
   variants.push_back("%YAML 1.2\n---\nroot: /a\n");
   variants.push_back("!!map {root: /a}");
   variants.push_back("plugins: {a.b.c: &x {<<: *x}}");
+  variants.push_back(",ersion: 1\nroot: /srv/t: /berth\nlog_leve");
   ASSERT_GE(variants.size(), 50u);
 
   int ok = 0;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Sets everything up on Debian 12 (packages, build) and runs berthd in the foreground with
+# its built-in default configuration: CRI on /run/berth/berth.sock. Extra arguments go to
+# berthd (for example --log-level debug).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+build=${BERTH_BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$build" -j"$(nproc)"
+exec "$build/bin/berthd" "$@"

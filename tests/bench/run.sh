@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs every benchmark against a build tree and prints their figures.
+set -euo pipefail
+build=${1:-build}
+"$build/bin/berth_bench_startup" --runs "${BERTH_BENCH_RUNS:-10}"
