@@ -90,7 +90,7 @@ json ValueOf(std::string_view yaml_scalar) {
 
 // ---- Log levels ---------------------------------------------------------------------------
 
-TEST(LogLevelTest, ParsesEveryNameAndNamesRoundTrip) {
+TEST(ConfigLogLevelTest, ParsesEveryNameAndNamesRoundTrip) {
   for (LogLevel level :
        {LogLevel::kTrace, LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarn, LogLevel::kError}) {
     absl::StatusOr<LogLevel> parsed = ParseLogLevel(LogLevelName(level));
@@ -102,7 +102,7 @@ TEST(LogLevelTest, ParsesEveryNameAndNamesRoundTrip) {
   EXPECT_EQ(*ParseLogLevel("DEBUG"), LogLevel::kDebug);
 }
 
-TEST(LogLevelTest, RejectsUnknownNamesListingTheKnownOnes) {
+TEST(ConfigLogLevelTest, RejectsUnknownNamesListingTheKnownOnes) {
   absl::StatusOr<LogLevel> parsed = ParseLogLevel("verbose");
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
@@ -114,7 +114,7 @@ TEST(LogLevelTest, RejectsUnknownNamesListingTheKnownOnes) {
 
 // ---- Names --------------------------------------------------------------------------------
 
-TEST(NamesTest, PluginIds) {
+TEST(ConfigNamesTest, PluginIds) {
   for (std::string_view ok : {"io.berth.cri", "io.berth.runtime.runc", "com.example.my-plugin",
                               "com.example.my_plugin2", "a.b.c", "0.1.2"}) {
     EXPECT_TRUE(IsValidPluginId(ok)) << ok;
@@ -127,7 +127,7 @@ TEST(NamesTest, PluginIds) {
   EXPECT_FALSE(IsValidPluginId("io.berth." + std::string(250, 'x')));
 }
 
-TEST(NamesTest, HandlerNames) {
+TEST(ConfigNamesTest, HandlerNames) {
   const std::string longest(63, 'a'), too_long(64, 'a');
   for (std::string_view ok :
        {std::string_view("runc"), std::string_view("kata-qemu"), std::string_view("a"),
@@ -223,7 +223,7 @@ TEST(ParseConfigTest, DefaultRuntimeWhenUnset) {
 
 // ---- Scalars ------------------------------------------------------------------------------
 
-TEST(ScalarConversionTest, CoreSchemaTable) {
+TEST(ConfigScalarTest, CoreSchemaTable) {
   const std::vector<std::pair<std::string_view, json>> table = {
       {"true", true},
       {"True", true},
@@ -308,7 +308,7 @@ TEST(ScalarConversionTest, CoreSchemaTable) {
   EXPECT_TRUE(ValueOf("!!float 3").is_number_float());
 }
 
-TEST(ScalarConversionTest, RefusesWhatJsonCannotHold) {
+TEST(ConfigScalarTest, RefusesWhatJsonCannotHold) {
   ExpectError("plugins:\n  a.b.c:\n    v: .inf\n",
               "config.yaml:3: ", {"key \"plugins.a.b.c.v\"", "\".inf\"", "JSON", "quote"});
   ExpectError("plugins:\n  a.b.c:\n    v: -.Inf\n", "config.yaml:3: ", {"JSON"});
@@ -321,7 +321,7 @@ TEST(ScalarConversionTest, RefusesWhatJsonCannotHold) {
   EXPECT_EQ(ValueOf("'.inf'"), ".inf");
 }
 
-TEST(ScalarConversionTest, RefusesUnknownAndMismatchedTags) {
+TEST(ConfigScalarTest, RefusesUnknownAndMismatchedTags) {
   ExpectError("plugins:\n  a.b.c:\n    v: !custom x\n",
               "config.yaml:3: ", {"key \"plugins.a.b.c.v\"", "unsupported tag \"!custom\""});
   ExpectError("plugins:\n  a.b.c:\n    v: !!int abc\n",
@@ -329,7 +329,7 @@ TEST(ScalarConversionTest, RefusesUnknownAndMismatchedTags) {
   ExpectError("plugins:\n  a.b.c:\n    v: !!bool yes\n", "config.yaml:3: ", {"!!bool"});
 }
 
-TEST(ScalarConversionTest, RefusesInvalidUtf8) {
+TEST(ConfigScalarTest, RefusesInvalidUtf8) {
   ExpectError("plugins:\n  a.b.c:\n    v: \"ok\" \n    w: a\xff\xfe\n",
               "config.yaml:4: ", {"key \"plugins.a.b.c.w\"", "UTF-8"});
   ExpectError("root: /a\xc0\xaf\n", "config.yaml:1: ", {"key \"root\"", "UTF-8"});
@@ -521,7 +521,7 @@ TEST(ParseConfigErrorTest, AliasesAreResolvedButBounded) {
 
 // ---- Where --------------------------------------------------------------------------------
 
-TEST(WhereTest, FindsNestedPluginKeysAndFallsBack) {
+TEST(ConfigWhereTest, FindsNestedPluginKeysAndFallsBack) {
   const Config c = MustParse(kFullConfig);
   EXPECT_EQ(c.Where("plugins.io.berth.cri.cgroup_driver"), "config.yaml:12");
   EXPECT_EQ(c.Where("plugins.io.berth.cri.stream.port"), "config.yaml:15");
@@ -542,7 +542,7 @@ TEST(WhereTest, FindsNestedPluginKeysAndFallsBack) {
   EXPECT_EQ(Config{}.Where("root"), "<built-in>");
 }
 
-TEST(WhereTest, LongestRecordedPrefixWinsForDottedIds) {
+TEST(ConfigWhereTest, LongestRecordedPrefixWinsForDottedIds) {
   // "plugins.a.b.c.d" is both plugin a.b.c's key d and plugin a.b.c.d itself.
   const Config c =
       MustParse("plugins:\n  a.b.c:\n    d:\n      e: 1\n  a.b.c.d:\n    e: 2\n    f: 3\n");
@@ -563,7 +563,7 @@ void ExpectRoundTrip(const Config& c) {
   EXPECT_EQ(back->ToYaml(), yaml);
 }
 
-TEST(RoundTripTest, DefaultConfig) {
+TEST(ConfigRoundTripTest, DefaultConfig) {
   const Config c;
   ExpectRoundTrip(c);
   const std::string yaml = c.ToYaml();
@@ -580,7 +580,7 @@ TEST(RoundTripTest, DefaultConfig) {
   EXPECT_EQ(yaml.find("\nruntimes:"), std::string::npos) << yaml;
 }
 
-TEST(RoundTripTest, FullConfig) {
+TEST(ConfigRoundTripTest, FullConfig) {
   const Config c = MustParse(kFullConfig);
   ExpectRoundTrip(c);
   const std::string yaml = c.ToYaml();
@@ -588,11 +588,11 @@ TEST(RoundTripTest, FullConfig) {
   EXPECT_LT(yaml.find("\nruntimes:"), yaml.find("\ndefault_runtime:")) << yaml;
 }
 
-TEST(RoundTripTest, EmptyPluginsAndRuntimesStayGiven) {
+TEST(ConfigRoundTripTest, EmptyPluginsAndRuntimesStayGiven) {
   ExpectRoundTrip(MustParse("plugins: {}\nruntimes: {}\n"));
 }
 
-TEST(RoundTripTest, TrickyValues) {
+TEST(ConfigRoundTripTest, TrickyValues) {
   Config c;
   c.root = "/var/lib/berth root";
   c.state = "/run/#berth";
@@ -755,7 +755,7 @@ TEST_F(LoadConfigFileTest, EmptyFileIsTheDefaults) {
 
 // ---- Robustness ---------------------------------------------------------------------------
 
-TEST(FuzzishTest, TruncatedAndGarbledInputsReturnStatuses) {
+TEST(ConfigFuzzishTest, TruncatedAndGarbledInputsReturnStatuses) {
   const std::string base(kFullConfig);
   std::vector<std::string> variants;
   // Truncations.

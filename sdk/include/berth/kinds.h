@@ -36,13 +36,53 @@ typedef struct berth_image_store_v1 {
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
 } berth_image_store_v1;
 
-/* ---- snapshotter: layered filesystems for images and containers ---- */
+/* ---- snapshotter: layered filesystems for images and containers ----
+ *
+ * containerd's snapshot model. A snapshot is "committed" (immutable, may be a parent),
+ * "active" (writable, made by prepare) or "view" (read-only, made by view). Keys and names
+ * share one namespace, at most 256 bytes, no NUL. Snapshots being created are invisible
+ * until complete, and leftovers of a crash are removed when the plugin starts.
+ *
+ * Mounts are written as a JSON array of objects in the OCI mount form
+ *     [{"type": "overlay", "source": "overlay", "options": ["lowerdir=...", ...]}]
+ * or  [{"type": "bind", "source": "/abs/dir", "options": ["rbind", "ro"]}]
+ * An object may carry "chdir": "/abs/dir": its relative paths (in options) are relative to
+ * that directory, so the caller must mount from a thread whose working directory is there
+ * (see berth/mount.hpp); this keeps deep layer chains under the mount data size limit.
+ *
+ * Info objects: {"name": str, "parent": str, "kind": "committed"|"active"|"view",
+ *                "labels": {str: str}, "created": RFC 3339 str}
+ */
 #define BERTH_IFACE_SNAPSHOTTER_V1 "berth.snapshotter.v1"
 typedef struct berth_snapshotter_v1 {
   uint32_t struct_size;
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
   /* The snapshotter's name as configured by users ("overlayfs"). */
   berth_str (*name)(void* instance);
+  /* Creates active snapshot `key` on committed `parent` (empty: none) and writes its
+   * mounts. labels_json: a JSON object of strings, or empty. ALREADY_EXISTS, NOT_FOUND
+   * (parent), INVALID_ARGUMENT (key, labels). */
+  int32_t (*prepare)(void* instance, berth_str key, berth_str parent, berth_str labels_json,
+                     berth_sink* mounts, berth_sink* err);
+  /* Like prepare, for a read-only view. */
+  int32_t (*view)(void* instance, berth_str key, berth_str parent, berth_str labels_json,
+                  berth_sink* mounts, berth_sink* err);
+  /* The mounts of an active snapshot or view. */
+  int32_t (*mounts)(void* instance, berth_str key, berth_sink* mounts, berth_sink* err);
+  /* Turns active snapshot `key` into committed snapshot `name`; `key` is gone after. */
+  int32_t (*commit)(void* instance, berth_str name, berth_str key, berth_str labels_json,
+                    berth_sink* err);
+  /* Removes a snapshot; FAILED_PRECONDITION while it has children. */
+  int32_t (*remove)(void* instance, berth_str key, berth_sink* err);
+  /* The info object of one snapshot. */
+  int32_t (*stat)(void* instance, berth_str key, berth_sink* info, berth_sink* err);
+  /* {"size": bytes, "inodes": n} used by the snapshot's own layer. */
+  int32_t (*usage)(void* instance, berth_str key, berth_sink* usage, berth_sink* err);
+  /* A JSON array of the info objects of every snapshot. */
+  int32_t (*walk)(void* instance, berth_sink* infos, berth_sink* err);
+  /* The filesystem holding the snapshots: {"mountpoint": str, "used_bytes": n,
+   * "inodes_used": n} (what CRI ImageFsInfo reports). */
+  int32_t (*fs_usage)(void* instance, berth_sink* usage, berth_sink* err);
 } berth_snapshotter_v1;
 
 /* ---- network: pod network set-up (CNI) ---- */

@@ -373,9 +373,13 @@ const berth_image_store_v1* ImageStoreTable() {
 // T: Readiness Status(); std::string_view Name() const (static storage);
 template <typename T>
 const berth_snapshotter_v1* SnapshotterTable() {
-  static const berth_snapshotter_v1 table = {
-      sizeof(berth_snapshotter_v1), &StatusThunk<T>,
-      [](void* inst) { return Str(static_cast<T*>(inst)->Name()); }};
+  static const berth_snapshotter_v1 table = [] {
+    berth_snapshotter_v1 t{};
+    t.struct_size = sizeof(t);
+    t.status = &StatusThunk<T>;
+    t.name = [](void* inst) { return Str(static_cast<T*>(inst)->Name()); };
+    return t;
+  }();
   return &table;
 }
 
