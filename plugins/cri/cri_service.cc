@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cri/v1/api.grpc.pb.h"
+#include "plugins/cri/image_service.h"
 
 namespace berth::cri {
 namespace {
@@ -77,8 +78,6 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   CriPlugin* plugin_;
   std::string daemon_version_;
 };
-
-class ImageServiceImpl final : public runtime::v1::ImageService::Service {};
 
 CriPlugin::CriPlugin(sdk::Host host) : host_(host) {}
 
@@ -155,7 +154,9 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
   }
   p->runtime_service_ = std::make_unique<RuntimeServiceImpl>(p.get());
   p->runtime_service_->set_daemon_version(daemon.value("version", "0.0.0"));
-  p->image_service_ = std::make_unique<ImageServiceImpl>();
+  auto images = host.Lookup<berth_image_store_v1>(BERTH_IFACE_IMAGE_STORE_V1);
+  if (!images.ok()) return images.status();
+  p->image_service_ = std::make_unique<ImageServiceImpl>(*images);
   *out = std::move(p);
   return sdk::Status::Ok();
 }

@@ -37,6 +37,17 @@ class ImageStorePlugin {
     return nullptr;
   }
 
+  sdk::Result<std::string> Pull(std::string_view, std::string_view, std::string_view,
+                                const std::function<void(std::string_view)>&) {
+    return sdk::Unimplemented("PullImage is not implemented yet");
+  }
+  sdk::Result<std::string> ImageStatus(std::string_view ref) {
+    return sdk::NotFound("no image " + std::string(ref));
+  }
+  sdk::Result<std::string> List(std::string_view) { return std::string("[]"); }
+  sdk::Status Remove(std::string_view ref) { return sdk::NotFound("no image " + std::string(ref)); }
+  sdk::Result<std::string> FsInfo() { return sdk::Unimplemented("ImageFsInfo is not implemented yet"); }
+
   sdk::Readiness Status() {
     std::string root = host_.RootDir();
     if (::access(root.c_str(), W_OK) != 0) {

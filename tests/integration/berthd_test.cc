@@ -153,11 +153,8 @@ TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   runtime::v1::ListContainersResponse r2;
   EXPECT_EQ(Runtime()->ListContainers(Ctx().get(), {}, &r2).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
-  runtime::v1::ListImagesResponse r3;
-  EXPECT_EQ(Images()->ListImages(Ctx().get(), {}, &r3).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
-  runtime::v1::ImageFsInfoResponse r4;
-  EXPECT_EQ(Images()->ImageFsInfo(Ctx().get(), {}, &r4).error_code(),
+  runtime::v1::ExecSyncResponse r3;
+  EXPECT_EQ(Runtime()->ExecSync(Ctx().get(), {}, &r3).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
 }
 

@@ -29,11 +29,36 @@ typedef struct berth_service_v1 {
   void (*stop)(void* instance);
 } berth_service_v1;
 
-/* ---- image_store: pulls, stores and lists images ---- */
+/* ---- image_store: pulls, stores and lists images ----
+ *
+ * Image objects (JSON): {"id": "sha256:<config digest>", "repo_tags": [str],
+ *   "repo_digests": [str], "size": bytes, "uid": int|null, "username": str,
+ *   "annotations": {str: str}, "pinned": bool, "chain_id": str (top layer snapshot),
+ *   "config": <the image config object>, "manifest_digest": str}
+ * A reference is a tag ("busybox", "docker.io/library/busybox:1.36"), a digest reference
+ * ("name@sha256:..."), an image id ("sha256:<hex>") or an unambiguous id prefix.
+ */
 #define BERTH_IFACE_IMAGE_STORE_V1 "berth.image_store.v1"
 typedef struct berth_image_store_v1 {
   uint32_t struct_size;
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
+  /* Pulls `ref`. auth_json: {"username","password","auth","identity_token",
+   * "registry_token","server_address"} or empty. options_json: {"runtime_handler": str}
+   * or empty. progress (may be NULL) receives JSON objects {"ref", "layers_done",
+   * "layers_total", "bytes_done", "bytes_total"} while the pull runs, on the pulling
+   * thread. Writes the image id. */
+  int32_t (*pull)(void* instance, berth_str ref, berth_str auth_json, berth_str options_json,
+                  void (*progress)(void* user, berth_str json), void* user, berth_sink* image_id,
+                  berth_sink* err);
+  /* The image object for `ref`; NOT_FOUND when no image matches. */
+  int32_t (*image_status)(void* instance, berth_str ref, berth_sink* image, berth_sink* err);
+  /* A JSON array of image objects; filter_ref (may be empty) keeps the images it names. */
+  int32_t (*list)(void* instance, berth_str filter_ref, berth_sink* images, berth_sink* err);
+  /* Removes the image `ref` names (a tag removes only that tag while others remain); its
+   * blobs and snapshots are collected when nothing uses them. NOT_FOUND when absent. */
+  int32_t (*remove)(void* instance, berth_str ref, berth_sink* err);
+  /* {"image_fs": {"mountpoint", "used_bytes", "inodes_used"}} for CRI ImageFsInfo. */
+  int32_t (*fs_info)(void* instance, berth_sink* info, berth_sink* err);
 } berth_image_store_v1;
 
 /* ---- snapshotter: layered filesystems for images and containers ----

@@ -364,9 +364,61 @@ const berth_service_v1* ServiceTable() {
 }
 
 // T: Readiness Status();
+//    Result<std::string> Pull(std::string_view ref, std::string_view auth_json,
+//                             std::string_view options_json,
+//                             const std::function<void(std::string_view)>& progress);
+//    Result<std::string> ImageStatus(std::string_view ref);
+//    Result<std::string> List(std::string_view filter_ref);
+//    Status Remove(std::string_view ref);
+//    Result<std::string> FsInfo();
 template <typename T>
 const berth_image_store_v1* ImageStoreTable() {
-  static const berth_image_store_v1 table = {sizeof(berth_image_store_v1), &StatusThunk<T>};
+  static const berth_image_store_v1 table = [] {
+    berth_image_store_v1 t{};
+    t.struct_size = sizeof(t);
+    t.status = &StatusThunk<T>;
+    t.pull = [](void* inst, berth_str ref, berth_str auth, berth_str options,
+                void (*progress)(void*, berth_str), void* user, berth_sink* id, berth_sink* err) {
+      return Guard(err, [&] {
+        std::function<void(std::string_view)> report = [&](std::string_view json) {
+          if (progress != nullptr) progress(user, Str(json));
+        };
+        Result<std::string> r =
+            static_cast<T*>(inst)->Pull(View(ref), View(auth), View(options), report);
+        if (!r.ok()) return r.status();
+        Write(id, *r);
+        return Status::Ok();
+      });
+    };
+    t.image_status = [](void* inst, berth_str ref, berth_sink* out, berth_sink* err) {
+      return Guard(err, [&] {
+        Result<std::string> r = static_cast<T*>(inst)->ImageStatus(View(ref));
+        if (!r.ok()) return r.status();
+        Write(out, *r);
+        return Status::Ok();
+      });
+    };
+    t.list = [](void* inst, berth_str filter, berth_sink* out, berth_sink* err) {
+      return Guard(err, [&] {
+        Result<std::string> r = static_cast<T*>(inst)->List(View(filter));
+        if (!r.ok()) return r.status();
+        Write(out, *r);
+        return Status::Ok();
+      });
+    };
+    t.remove = [](void* inst, berth_str ref, berth_sink* err) {
+      return Guard(err, [&] { return static_cast<T*>(inst)->Remove(View(ref)); });
+    };
+    t.fs_info = [](void* inst, berth_sink* out, berth_sink* err) {
+      return Guard(err, [&] {
+        Result<std::string> r = static_cast<T*>(inst)->FsInfo();
+        if (!r.ok()) return r.status();
+        Write(out, *r);
+        return Status::Ok();
+      });
+    };
+    return t;
+  }();
   return &table;
 }
 

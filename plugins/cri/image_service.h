@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include "berth/plugin.hpp"
+#include "cri/v1/api.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace berth::cri {
+
+// CRI ImageService over the image store plugin (berth.image_store.v1).
+class ImageServiceImpl final : public runtime::v1::ImageService::Service {
+ public:
+  explicit ImageServiceImpl(sdk::Iface<berth_image_store_v1> store);
+
+  grpc::Status PullImage(grpc::ServerContext*, const runtime::v1::PullImageRequest* req,
+                         runtime::v1::PullImageResponse* resp) override;
+  grpc::Status ImageStatus(grpc::ServerContext*, const runtime::v1::ImageStatusRequest* req,
+                           runtime::v1::ImageStatusResponse* resp) override;
+  grpc::Status ListImages(grpc::ServerContext*, const runtime::v1::ListImagesRequest* req,
+                          runtime::v1::ListImagesResponse* resp) override;
+  grpc::Status StreamImages(grpc::ServerContext*, const runtime::v1::StreamImagesRequest* req,
+                            grpc::ServerWriter<runtime::v1::StreamImagesResponse>* w) override;
+  grpc::Status RemoveImage(grpc::ServerContext*, const runtime::v1::RemoveImageRequest* req,
+                           runtime::v1::RemoveImageResponse* resp) override;
+  grpc::Status ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest* req,
+                           runtime::v1::ImageFsInfoResponse* resp) override;
+
+ private:
+  grpc::Status ListImagesJson(const runtime::v1::ImageFilter* filter, nlohmann::json* out);
+  sdk::Iface<berth_image_store_v1> store_;
+};
+
+}  // namespace berth::cri
