@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cri/v1/api.grpc.pb.h"
+#include "plugins/cri/berth_service.h"
 #include "plugins/cri/image_service.h"
 
 namespace berth::cri {
@@ -157,6 +158,7 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
   auto images = host.Lookup<berth_image_store_v1>(BERTH_IFACE_IMAGE_STORE_V1);
   if (!images.ok()) return images.status();
   p->image_service_ = std::make_unique<ImageServiceImpl>(*images);
+  p->berth_service_ = std::make_unique<BerthServiceImpl>(*images);
   *out = std::move(p);
   return sdk::Status::Ok();
 }
@@ -176,6 +178,7 @@ sdk::Status CriPlugin::Start() {
   builder.AddListeningPort("unix://" + socket_, grpc::InsecureServerCredentials());
   builder.RegisterService(runtime_service_.get());
   builder.RegisterService(image_service_.get());
+  builder.RegisterService(berth_service_.get());
   // The kubelet sends large requests (ListContainers filters, image auth) and receives
   // large responses with many pods; match its 16 MiB limit.
   builder.SetMaxReceiveMessageSize(16 * 1024 * 1024);

@@ -16,6 +16,7 @@ namespace berth::cri {
 
 class RuntimeServiceImpl;
 class ImageServiceImpl;
+class BerthServiceImpl;
 
 // The CRI v1 service plugin: serves RuntimeService and ImageService on the daemon socket.
 class CriPlugin {
@@ -55,6 +56,7 @@ class CriPlugin {
   std::vector<Handler> handlers_;
   std::unique_ptr<RuntimeServiceImpl> runtime_service_;
   std::unique_ptr<ImageServiceImpl> image_service_;
+  std::unique_ptr<BerthServiceImpl> berth_service_;
   std::unique_ptr<grpc::Server> server_;
 };
 

@@ -2,11 +2,14 @@
 // berthctl: the operator's client for berthd, over the same CRI socket the kubelet uses.
 #include <grpcpp/grpcpp.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "berth/v1/berth.grpc.pb.h"
 #include "cri/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -16,22 +19,53 @@ namespace {
 constexpr char kUsage[] = R"(usage: berthctl [--socket PATH] [-o text|json] [--timeout SECONDS] COMMAND
 
 commands:
-  version   the runtime's name and versions (CRI Version)
-  info      runtime and network readiness, handlers, cgroup driver (CRI Status, RuntimeConfig)
-  plugins   the plugins of the running berthd and their state
+  version        the runtime's name and versions (CRI Version)
+  info           runtime and network readiness, handlers, cgroup driver (CRI Status, RuntimeConfig)
+  plugins        the plugins of the running berthd and their state
+  pull IMAGE     pull an image, with progress (--creds USER:PASSWORD for a registry login)
+  images [REF]   list images (optionally those REF names)
+  inspecti REF   an image's status and configuration, as JSON
+  rmi REF...     remove images (by tag, digest or id)
+  imagefsinfo    bytes and inodes used by the image filesystem
 
 options:
   --socket PATH   berthd's socket (default /run/berth/berth.sock, or $BERTH_SOCKET)
   -o FORMAT       text (default) or json, for scripts
-  --timeout S     give up after S seconds (default 10)
+  --timeout S     give up after S seconds (default 10; pull: no limit unless given)
+  --creds U:P     registry credentials for pull
 )";
 
 struct Options {
   std::string socket = "/run/berth/berth.sock";
   bool json = false;
   int timeout_s = 10;
+  bool timeout_given = false;
+  std::string creds;
   std::string command;
+  std::vector<std::string> args;
 };
+
+std::string HumanBytes(double b) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) {
+    b /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+  return buf;
+}
+
+// "docker.io/library/busybox:1.36" -> {"docker.io/library/busybox", "1.36"}
+std::pair<std::string, std::string> SplitTag(const std::string& tag) {
+  size_t colon = tag.rfind(':');
+  size_t slash = tag.rfind('/');
+  if (colon == std::string::npos || (slash != std::string::npos && colon < slash)) {
+    return {tag, "<none>"};
+  }
+  return {tag.substr(0, colon), tag.substr(colon + 1)};
+}
 
 int Usage(const std::string& error) {
   std::fprintf(stderr, "berthctl: %s\n\n%s", error.c_str(), kUsage);
@@ -81,6 +115,200 @@ class Client {
   explicit Client(const Options& opts) : opts_(opts) {
     channel_ = grpc::CreateChannel("unix://" + opts.socket, grpc::InsecureChannelCredentials());
     runtime_ = runtime::v1::RuntimeService::NewStub(channel_);
+    images_ = runtime::v1::ImageService::NewStub(channel_);
+    berth_ = berth::v1::Berth::NewStub(channel_);
+  }
+
+  bool Report(const char* what, const grpc::Status& s) {
+    if (s.ok()) return true;
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        s.error_message().find("connect") != std::string::npos) {
+      std::fprintf(stderr, "berthctl: cannot reach berthd at unix://%s: %s (is berthd running? "
+                   "see --socket)\n", opts_.socket.c_str(), s.error_message().c_str());
+    } else {
+      std::fprintf(stderr, "berthctl: %s failed: %s (code %d)\n", what,
+                   s.error_message().c_str(), static_cast<int>(s.error_code()));
+    }
+    return false;
+  }
+
+  std::unique_ptr<grpc::ClientContext> Ctx(bool long_running = false) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!long_running || opts_.timeout_given) {
+      ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(opts_.timeout_s));
+    }
+    return ctx;
+  }
+
+  int Pull() {
+    if (opts_.args.size() != 1) {
+      std::fprintf(stderr, "berthctl: pull takes one image reference\n");
+      return 2;
+    }
+    berth::v1::PullImageWithProgressRequest req;
+    req.set_image(opts_.args[0]);
+    if (!opts_.creds.empty()) {
+      size_t colon = opts_.creds.find(':');
+      req.set_username(opts_.creds.substr(0, colon));
+      if (colon != std::string::npos) req.set_password(opts_.creds.substr(colon + 1));
+    }
+    auto ctx = Ctx(true);
+    auto reader = berth_->PullImageWithProgress(ctx.get(), req);
+    bool tty = isatty(STDOUT_FILENO) == 1;
+    auto start = std::chrono::steady_clock::now();
+    auto last_line = start - std::chrono::seconds(10);
+    berth::v1::PullProgress p;
+    std::string image_ref;
+    bool drew = false;
+    while (reader->Read(&p)) {
+      if (!p.image_ref().empty()) {
+        image_ref = p.image_ref();
+        break;
+      }
+      auto now = std::chrono::steady_clock::now();
+      double secs = std::chrono::duration<double>(now - start).count();
+      double speed = secs > 0 ? p.bytes_done() / secs : 0;
+      if (tty) {
+        int width = 30;
+        double frac = p.bytes_total() > 0 ? double(p.bytes_done()) / p.bytes_total() : 0;
+        int fill = std::min(width, static_cast<int>(frac * width));
+        std::string bar(fill, '=');
+        if (fill < width) bar += '>' + std::string(width - fill - 1, ' ');
+        std::printf("\r[%s] %d/%d layers  %s / %s  %s/s   ", bar.c_str(), p.layers_done(),
+                    p.layers_total(), HumanBytes(p.bytes_done()).c_str(),
+                    HumanBytes(p.bytes_total()).c_str(), HumanBytes(speed).c_str());
+        std::fflush(stdout);
+        drew = true;
+      } else if (now - last_line >= std::chrono::seconds(1)) {
+        std::printf("pulling %s: %d/%d layers, %s of %s, %s/s\n", req.image().c_str(),
+                    p.layers_done(), p.layers_total(), HumanBytes(p.bytes_done()).c_str(),
+                    HumanBytes(p.bytes_total()).c_str(), HumanBytes(speed).c_str());
+        last_line = now;
+      }
+    }
+    grpc::Status s = reader->Finish();
+    if (drew) std::printf("\n");
+    if (!Report("pull", s)) return 1;
+    if (opts_.json) {
+      std::printf("%s\n", nlohmann::json({{"image_ref", image_ref}}).dump(2).c_str());
+    } else {
+      std::printf("Image is up to date for %s\n", image_ref.c_str());
+    }
+    return 0;
+  }
+
+  int Images() {
+    runtime::v1::ListImagesRequest req;
+    if (!opts_.args.empty()) req.mutable_filter()->mutable_image()->set_image(opts_.args[0]);
+    runtime::v1::ListImagesResponse resp;
+    if (!Report("ListImages", images_->ListImages(Ctx().get(), req, &resp))) return 1;
+    if (opts_.json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& img : resp.images()) out.push_back(ImageJson(img));
+      std::printf("%s\n", out.dump(2).c_str());
+      return 0;
+    }
+    std::printf("%-50s %-20s %-15s %s\n", "IMAGE", "TAG", "IMAGE ID", "SIZE");
+    for (const auto& img : resp.images()) {
+      std::string id = img.id().substr(img.id().find(':') + 1).substr(0, 13);
+      std::string size = HumanBytes(static_cast<double>(img.size()));
+      if (img.repo_tags().empty()) {
+        std::string name = img.repo_digests().empty()
+                               ? "<none>"
+                               : img.repo_digests(0).substr(0, img.repo_digests(0).find('@'));
+        std::printf("%-50s %-20s %-15s %s\n", name.c_str(), "<none>", id.c_str(), size.c_str());
+      }
+      for (const auto& tag : img.repo_tags()) {
+        auto [repo, t] = SplitTag(tag);
+        std::printf("%-50s %-20s %-15s %s\n", repo.c_str(), t.c_str(), id.c_str(), size.c_str());
+      }
+    }
+    return 0;
+  }
+
+  static nlohmann::json ImageJson(const runtime::v1::Image& img) {
+    nlohmann::json j = {{"id", img.id()},
+                        {"repo_tags", nlohmann::json::array()},
+                        {"repo_digests", nlohmann::json::array()},
+                        {"size", img.size()},
+                        {"username", img.username()},
+                        {"pinned", img.pinned()}};
+    for (const auto& t : img.repo_tags()) j["repo_tags"].push_back(t);
+    for (const auto& d : img.repo_digests()) j["repo_digests"].push_back(d);
+    if (img.has_uid()) j["uid"] = img.uid().value();
+    return j;
+  }
+
+  int Inspecti() {
+    if (opts_.args.size() != 1) {
+      std::fprintf(stderr, "berthctl: inspecti takes one image reference\n");
+      return 2;
+    }
+    runtime::v1::ImageStatusRequest req;
+    req.mutable_image()->set_image(opts_.args[0]);
+    req.set_verbose(true);
+    runtime::v1::ImageStatusResponse resp;
+    if (!Report("ImageStatus", images_->ImageStatus(Ctx().get(), req, &resp))) return 1;
+    if (!resp.has_image()) {
+      std::fprintf(stderr, "berthctl: no such image: %s\n", opts_.args[0].c_str());
+      return 1;
+    }
+    nlohmann::json out = {{"status", ImageJson(resp.image())}};
+    for (const auto& [k, v] : resp.info()) {
+      auto parsed = nlohmann::json::parse(v, nullptr, false);
+      out["info"][k] = parsed.is_discarded() ? nlohmann::json(v) : parsed;
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+
+  int Rmi() {
+    if (opts_.args.empty()) {
+      std::fprintf(stderr, "berthctl: rmi takes one or more image references\n");
+      return 2;
+    }
+    int rc = 0;
+    for (const std::string& ref : opts_.args) {
+      // Say whether it was there: RemoveImage itself is idempotent.
+      runtime::v1::ImageStatusRequest sreq;
+      sreq.mutable_image()->set_image(ref);
+      runtime::v1::ImageStatusResponse sresp;
+      if (!Report("ImageStatus", images_->ImageStatus(Ctx().get(), sreq, &sresp))) return 1;
+      if (!sresp.has_image()) {
+        std::fprintf(stderr, "berthctl: no such image: %s\n", ref.c_str());
+        rc = 1;
+        continue;
+      }
+      runtime::v1::RemoveImageRequest req;
+      req.mutable_image()->set_image(ref);
+      runtime::v1::RemoveImageResponse resp;
+      if (!Report("RemoveImage", images_->RemoveImage(Ctx().get(), req, &resp))) return 1;
+      std::printf("Deleted: %s\n", ref.c_str());
+    }
+    return rc;
+  }
+
+  int ImageFsInfo() {
+    runtime::v1::ImageFsInfoResponse resp;
+    if (!Report("ImageFsInfo", images_->ImageFsInfo(Ctx().get(), {}, &resp))) return 1;
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& f : resp.image_filesystems()) {
+      out.push_back({{"mountpoint", f.fs_id().mountpoint()},
+                     {"used_bytes", f.used_bytes().value()},
+                     {"inodes_used", f.inodes_used().value()}});
+    }
+    if (opts_.json) {
+      std::printf("%s\n", out.dump(2).c_str());
+      return 0;
+    }
+    for (const auto& f : out) {
+      std::printf("mountpoint: %s\nused: %s (%llu bytes)\ninodes used: %llu\n",
+                  f["mountpoint"].get<std::string>().c_str(),
+                  HumanBytes(f["used_bytes"].get<double>()).c_str(),
+                  static_cast<unsigned long long>(f["used_bytes"].get<uint64_t>()),
+                  static_cast<unsigned long long>(f["inodes_used"].get<uint64_t>()));
+    }
+    return 0;
   }
 
   // Returns false (after printing why) when the call failed.
@@ -197,6 +425,8 @@ class Client {
   Options opts_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime_;
+  std::unique_ptr<runtime::v1::ImageService::Stub> images_;
+  std::unique_ptr<berth::v1::Berth::Stub> berth_;
 };
 
 }  // namespace
@@ -232,6 +462,9 @@ int main(int argc, char** argv) {
         return Usage("--timeout needs a whole number of seconds");
       }
       if (opts.timeout_s <= 0) return Usage("--timeout must be positive");
+      opts.timeout_given = true;
+    } else if (a == "--creds") {
+      if (!value(&opts.creds)) return Usage("--creds needs USER:PASSWORD");
     } else if (a == "-h" || a == "--help") {
       std::printf("%s", berth::ctl::kUsage);
       return 0;
@@ -240,7 +473,7 @@ int main(int argc, char** argv) {
     } else if (opts.command.empty()) {
       opts.command = a;
     } else {
-      return Usage("unexpected argument " + a);
+      opts.args.push_back(a);
     }
   }
   if (opts.command.empty()) return Usage("no command given");
@@ -248,5 +481,10 @@ int main(int argc, char** argv) {
   if (opts.command == "version") return client.Version();
   if (opts.command == "info") return client.Info();
   if (opts.command == "plugins") return client.Plugins();
+  if (opts.command == "pull") return client.Pull();
+  if (opts.command == "images") return client.Images();
+  if (opts.command == "inspecti") return client.Inspecti();
+  if (opts.command == "rmi") return client.Rmi();
+  if (opts.command == "imagefsinfo") return client.ImageFsInfo();
   return Usage("unknown command " + opts.command);
 }
