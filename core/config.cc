@@ -567,8 +567,8 @@ absl::Status Parser::Plugins(const YAML::Node& v, int line) {
     Record(path, l);
     if (!IsValidPluginId(id)) {
       return Fail(l, path,
-                  "invalid plugin id: expected reverse-DNS such as \"io.berth.cri\" (at least "
-                  "three '.'-separated segments of a-z, 0-9, '-' and '_', each starting and "
+                  "invalid plugin id: expected reverse-DNS such as \"io.berth.cri\" (at most 128 "
+                  "bytes, at least two '.'-separated segments of a-z, 0-9, '-' and '_', each starting and "
                   "ending with a letter or digit)");
     }
     ASSIGN_OR_RETURN(json config, Settings(s, path, l, "the plugin's settings"));
@@ -828,7 +828,7 @@ std::string_view LogLevelName(LogLevel level) {
 }
 
 bool IsValidPluginId(std::string_view id) {
-  if (id.size() > 255) return false;
+  if (id.size() > 128) return false;
   std::size_t segments = 0;
   for (;;) {
     const std::size_t dot = id.find('.');
@@ -841,7 +841,7 @@ bool IsValidPluginId(std::string_view id) {
     if (dot == std::string_view::npos) break;
     id.remove_prefix(dot + 1);
   }
-  return segments >= 3;
+  return segments >= 2;
 }
 
 bool IsValidHandlerName(std::string_view name) {

@@ -55,8 +55,8 @@ enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 [[nodiscard]] absl::StatusOr<LogLevel> ParseLogLevel(std::string_view s);
 std::string_view LogLevelName(LogLevel level);
 
-// Reverse-DNS plugin id: at least three '.'-separated segments of [a-z0-9_-], each starting
-// and ending with [a-z0-9]; at most 255 bytes. "io.berth.runtime.runc".
+// Reverse-DNS plugin id: at least two '.'-separated segments of [a-z0-9_-], each starting
+// and ending with [a-z0-9]; at most 128 bytes. "io.berth.runtime.runc". The registry uses it too.
 [[nodiscard]] bool IsValidPluginId(std::string_view id);
 // RuntimeClass handler: a DNS-1123 label ([a-z0-9-], starting and ending alnum, <= 63).
 [[nodiscard]] bool IsValidHandlerName(std::string_view name);

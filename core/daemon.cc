@@ -288,6 +288,34 @@ int DaemonMain(int argc, char** argv) {
   }
   if (!order.ok()) return Fail(order.status());
   if (flags->check) {
+    // Initialise every enabled plugin (without serving) against throwaway directories, so
+    // that the plugins' own settings are validated too; then shut them down.
+    char tmpl[] = "/tmp/berth-check-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return Fail(ErrnoToStatus(errno, "mkdtemp"));
+    fs::path scratch = tmpl;
+    absl::Status checked = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(scratch / "metadata.db"));
+      EventBus events;
+      HostServices services;
+      services.config = config;
+      services.config.root = scratch / "root";
+      services.config.state = scratch / "state";
+      for (const fs::path& d : {services.config.root, services.config.state}) {
+        RETURN_IF_ERROR(MakeDir(d, 0700));
+      }
+      services.store = store.get();
+      services.events = &events;
+      services.registry = &registry;
+      services.version = BERTH_VERSION;
+      absl::Status s = registry.Start(
+          *order, [&services](Plugin* p) { return MakeHostContext(p, &services); },
+          &HostTableOf, /*start_services=*/false);
+      registry.Stop();
+      return s;
+    }();
+    std::error_code ec;
+    fs::remove_all(scratch, ec);
+    if (!checked.ok()) return Fail(checked);
     std::printf("configuration %s is valid: %zu plugins enabled (%s)\n", config.file.c_str(),
                 order->size(), absl::StrJoin(*order, ", ", [](std::string* out, Plugin* p) {
                   out->append(p->id);

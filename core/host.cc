@@ -121,10 +121,17 @@ int32_t Lookup(berth_host_ctx* ctx, const char* iface, const char* plugin_id,
     Write(err, "lookup: iface and out are required");
     return BERTH_INVALID_ARGUMENT;
   }
-  for (const auto& p : ctx->services->registry->plugins()) {
+  // Without an id: the first running plugin in start order; with one: that plugin,
+  // whatever its state, so the error can say why it is not usable.
+  std::vector<Plugin*> candidates = ctx->services->registry->started();
+  if (plugin_id != nullptr) {
+    candidates.clear();
+    for (const auto& p : ctx->services->registry->plugins()) candidates.push_back(p.get());
+  }
+  for (Plugin* p : candidates) {
     if (plugin_id != nullptr && p->id != plugin_id) continue;
     if (p->state == PluginState::kRefused && plugin_id == nullptr) continue;
-    const void* table = FindIface(p.get(), iface);
+    const void* table = FindIface(p, iface);
     if (table == nullptr) {
       if (plugin_id == nullptr) continue;
       if (p->state != PluginState::kRunning) {
@@ -150,8 +157,8 @@ int32_t Lookup(berth_host_ctx* ctx, const char* iface, const char* plugin_id,
 
 void ForEach(berth_host_ctx* ctx, const char* iface,
              int (*cb)(void* user, const berth_iface_ref* ref), void* user) {
-  for (const auto& p : ctx->services->registry->plugins()) {
-    const void* table = FindIface(p.get(), iface);
+  for (Plugin* p : ctx->services->registry->started()) {
+    const void* table = FindIface(p, iface);
     if (table == nullptr) continue;
     berth_iface_ref ref{sizeof(berth_iface_ref), p->id.c_str(), table, p->instance};
     if (cb(user, &ref) != 0) return;

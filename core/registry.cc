@@ -6,11 +6,11 @@
 #include <boost/dll/shared_library.hpp>
 #include <cstring>
 #include <map>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "berth/kinds.h"
+#include "core/config.h"
 #include "berth/plugin.hpp"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -25,11 +25,6 @@ namespace fs = std::filesystem;
 std::vector<std::shared_ptr<boost::dll::shared_library>>& KeptLibraries() {
   static auto* kept = new std::vector<std::shared_ptr<boost::dll::shared_library>>();
   return *kept;
-}
-
-bool ValidId(std::string_view id) {
-  static const std::regex re("^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)+$");
-  return id.size() <= 128 && std::regex_match(id.begin(), id.end(), re);
 }
 
 std::string Safe(const char* s) { return s == nullptr ? std::string() : std::string(s); }
@@ -151,7 +146,7 @@ absl::Status Registry::LoadFile(const fs::path& file) {
                                ", newer than this berthd's ABI ", host_abi,
                                ": upgrade berthd or rebuild the plugin against an older SDK"));
   }
-  if (!ValidId(p->id)) {
+  if (!IsValidPluginId(p->id)) {
     return refuse(absl::StrCat(who, ": invalid plugin id \"", p->id,
                                "\" (want reverse-DNS such as io.example.hello)"));
   }
@@ -287,7 +282,7 @@ absl::StatusOr<std::vector<Plugin*>> Registry::Resolve(
 }
 
 absl::Status Registry::Start(const std::vector<Plugin*>& order, const HostFactory& make_host,
-                             const HostTable& table_of) {
+                             const HostTable& table_of, bool start_services) {
   auto fail = [this](Plugin* p, std::string why) {
     p->state = PluginState::kFailed;
     p->reason = why;
@@ -341,7 +336,7 @@ absl::Status Registry::Start(const std::vector<Plugin*>& order, const HostFactor
     started_.push_back(p);
     spdlog::debug("plugin {} {} initialised", p->id, p->version);
   }
-  for (Plugin* p : started_) {
+  for (Plugin* p : start_services ? started_ : std::vector<Plugin*>()) {
     auto* svc = static_cast<const berth_service_v1*>(p->Interface(BERTH_IFACE_SERVICE_V1));
     if (svc == nullptr || !BERTH_HAS_MEMBER(svc, berth_service_v1, start)) continue;
     berth::sdk::StringSink err;

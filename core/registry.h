@@ -78,10 +78,14 @@ class Registry {
   // service. On failure returns the plugin's error after stopping what had started.
   using HostFactory = std::function<std::shared_ptr<void>(Plugin*)>;
   using HostTable = std::function<const berth_host*(const std::shared_ptr<void>&)>;
+  // With start_services false (berthd --check-config), services are not started.
   absl::Status Start(const std::vector<Plugin*>& order, const HostFactory& make_host,
-                     const HostTable& table_of);
+                     const HostTable& table_of, bool start_services = true);
   // Stops services, then shuts plugins down, in reverse start order. Idempotent.
   void Stop();
+
+  // Plugins that initialised, in start order.
+  const std::vector<Plugin*>& started() const { return started_; }
 
   // JSON array describing every plugin (for list_plugins and berthctl).
   std::string ToJson() const;

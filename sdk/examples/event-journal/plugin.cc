@@ -52,7 +52,7 @@ namespace {
 namespace sdk = berth::sdk;
 
 constexpr char kPluginId[] = "io.example.event-journal";
-constexpr uint64_t kDefaultMaxBytes = 10 * 1024 * 1024;
+constexpr uint64_t kDefaultMaxBytes = uint64_t{10} * 1024 * 1024;
 // Lines waiting for the writer thread; beyond this, events are dropped (and counted) rather
 // than letting a stuck disk grow berthd's memory without bound.
 constexpr size_t kMaxQueuedLines = 65536;
@@ -128,7 +128,8 @@ class JsonReader {
   }
   bool Digit() const { return i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9'; }
   void Ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
       ++i_;
     }
   }
@@ -283,6 +284,40 @@ class JsonReader {
   std::string_view s_;
   size_t i_ = 0;
 };
+
+// Replaces every byte that is not part of a well-formed UTF-8 sequence with U+FFFD, so that
+// each journal line is valid JSON even when a topic or payload is not valid UTF-8.
+std::string ToValidUtf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    const auto b = static_cast<unsigned char>(in[i]);
+    const size_t len = b < 0x80                   ? 1
+                       : (b >= 0xC2 && b <= 0xDF) ? 2
+                       : (b >= 0xE0 && b <= 0xEF) ? 3
+                       : (b >= 0xF0 && b <= 0xF4) ? 4
+                                                  : 0;
+    bool ok = len != 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      const auto c = static_cast<unsigned char>(in[i + k]);
+      unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range is narrower after some leads
+      if (k == 1 && b == 0xE0) lo = 0xA0;  // no overlong 3-byte forms
+      if (k == 1 && b == 0xED) hi = 0x9F;  // no UTF-16 surrogates
+      if (k == 1 && b == 0xF0) lo = 0x90;  // no overlong 4-byte forms
+      if (k == 1 && b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+      ok = c >= lo && c <= hi;
+    }
+    if (ok) {
+      out.append(in.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
 
 // RFC 3339 in UTC with milliseconds: "2024-05-01T12:00:00.123Z".
 std::string Rfc3339Now() {
@@ -505,7 +540,7 @@ class EventJournal {
       } else {
         line += "\"" + sdk::JsonEscape(p) + "\"";
       }
-      line += "}\n";
+      line = ToValidUtf8(line) + "}\n";
       std::lock_guard<std::mutex> lock(gate->mu);
       if (gate->journal != nullptr) gate->journal->Enqueue(std::move(line));
     } catch (...) {
@@ -560,7 +595,8 @@ class EventJournal {
   // logrotate or an operator may move or delete the file: then start a new one at path_.
   void FollowExternalRotation() {
     if (fd_ < 0) return;
-    struct stat open_st {}, path_st {};
+    struct stat open_st {};
+    struct stat path_st {};
     if (::fstat(fd_, &open_st) != 0) return;
     if (::stat(path_.c_str(), &path_st) == 0 && path_st.st_dev == open_st.st_dev &&
         path_st.st_ino == open_st.st_ino) {
@@ -607,10 +643,13 @@ class EventJournal {
 
   void SaveCount(uint64_t value) {
     auto txn = host_.Begin(/*writable=*/true);
-    sdk::Status s = txn.ok() ? txn->Put(kStatsBucket, kEventsKey, std::to_string(value))
-                             : txn.status();
+    sdk::Status s =
+        txn.ok() ? txn->Put(kStatsBucket, kEventsKey, std::to_string(value)) : txn.status();
     if (s.ok()) s = txn->Commit();  // a write transaction not committed is aborted
-    if (!s.ok()) host_.Warn("cannot save the event count in the store: " + s.message());
+    if (!s.ok() && !save_failed_) {
+      host_.Warn("cannot save the event count in the store: " + s.message());
+    }
+    save_failed_ = !s.ok();
   }
 
   // Records a failure for status(); logs it once, not once per event.
@@ -647,6 +686,7 @@ class EventJournal {
   // Owned by the writer thread once started (by Create before that).
   int fd_ = -1;
   uint64_t size_ = 0;
+  bool save_failed_ = false;
 
   std::mutex error_mu_;
   int error_ = 0;  // errno of the last failed open or write; 0 when the last one worked

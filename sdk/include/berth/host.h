@@ -58,7 +58,9 @@ typedef struct berth_host {
   void (*for_each)(berth_host_ctx* ctx, const char* iface,
                    int (*cb)(void* user, const berth_iface_ref* ref), void* user);
   /* Every plugin the host knows of, as a JSON array of objects with id, kind, version,
-   * abi, file, state ("running", "skipped", "failed", "disabled") and reason. */
+   * abi, file, description, state and reason. States: "loaded", "refused" (the file was
+   * not accepted), "disabled" (not enabled by the configuration), "enabled" (not started
+   * yet), "running", "skipped" (not applicable on this host), "failed", "stopped". */
   void (*list_plugins)(berth_host_ctx* ctx, berth_sink* out);
 
   /* The metadata store: transactional, crash-safe; buckets are private to the plugin. A
@@ -85,7 +87,8 @@ typedef struct berth_host {
 
   /* since 1.1 */
   /* Calls cb (on the publisher's thread; return quickly) for every event whose topic starts
-   * with topic_prefix. Returns an id for unsubscribe, 0 on failure. */
+   * with topic_prefix. Returns an id for unsubscribe, 0 on failure. After unsubscribe
+   * returns, cb is not running and never runs again. */
   uint64_t (*subscribe)(berth_host_ctx* ctx, const char* topic_prefix,
                         void (*cb)(void* user, berth_str topic, berth_str payload), void* user);
   void (*unsubscribe)(berth_host_ctx* ctx, uint64_t subscription);

@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The SDK, as a third party uses it: install the `sdk` component into a scratch prefix,
+# build sdk/examples/event-journal out of tree against it (CMake package, then pkg-config),
+# run berthd with the plugin and check that it loads, runs, journals its own event, keeps
+# its counter in the metadata store across a restart, and that its configuration errors
+# name the file and line.
+#
+# usage: sdk_example_test.sh BERTH_SOURCE_DIR BUILD_DIR
+# Needs root (berthd does); exits 77 (skipped) otherwise. No network is used.
+# KEEP_TMP=1 keeps the scratch directory for inspection.
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 BERTH_SOURCE_DIR BUILD_DIR" >&2
+  exit 2
+fi
+SRC=$(cd "$1" && pwd)
+BUILD=$(cd "$2" && pwd)
+BERTHD="$BUILD/bin/berthd"
+BERTHCTL="$BUILD/bin/berthctl"
+EXAMPLE="$SRC/sdk/examples/event-journal"
+PLUGIN_ID=io.example.event-journal
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "SKIP: berthd must run as root"
+  exit 77
+fi
+for tool in cmake g++ pkg-config nm; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "FAIL: $tool is not installed"
+    exit 1
+  fi
+done
+for f in "$BERTHD" "$BERTHCTL"; do
+  if [[ ! -x $f ]]; then
+    echo "FAIL: $f not built (cmake --build $BUILD)"
+    exit 1
+  fi
+done
+
+TMP=$(mktemp -d /tmp/berth-sdk-example.XXXXXX)
+BERTHD_PID=""
+FAILURES=0
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  local rc=$?
+  if [[ -n $BERTHD_PID ]] && kill -0 "$BERTHD_PID" 2>/dev/null; then
+    kill -TERM "$BERTHD_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$BERTHD_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$BERTHD_PID" 2>/dev/null || true
+    wait "$BERTHD_PID" 2>/dev/null || true
+  fi
+  if [[ ${KEEP_TMP:-0} == 1 ]]; then
+    echo "kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+pass() { echo "PASS: $*"; }
+fail() {
+  echo "FAIL: $*"
+  FAILURES=$((FAILURES + 1))
+}
+# fatal MESSAGE [LOG]: the rest of the test cannot run.
+fatal() {
+  echo "FAIL: $1"
+  if [[ $# -gt 1 && -f $2 ]]; then
+    echo "---- $2 (last 40 lines)"
+    tail -n 40 "$2"
+    echo "----"
+  fi
+  exit 1
+}
+show() {
+  echo "---- $1 (last 40 lines)"
+  tail -n 40 "$1" || true
+  echo "----"
+}
+
+# ---- 1. install the SDK component --------------------------------------------------------
+PREFIX="$TMP/prefix"
+cmake --install "$BUILD" --prefix "$PREFIX" --component sdk >"$TMP/install.log" 2>&1 ||
+  fatal "cmake --install --component sdk" "$TMP/install.log"
+CONFIG_DIR=$(dirname "$(find "$PREFIX" -name berth-sdk-config.cmake -print -quit)")
+PC_FILE=$(find "$PREFIX" -name berth-sdk.pc -print -quit)
+if [[ -f $PREFIX/include/berth/plugin.hpp && -f $CONFIG_DIR/berth-sdk-config.cmake && -n $PC_FILE ]]; then
+  pass "sdk component installed: headers, CMake package ($CONFIG_DIR), pkg-config ($PC_FILE)"
+else
+  fatal "sdk component incomplete under $PREFIX" "$TMP/install.log"
+fi
+
+# ---- 2. build the example with CMake, against the installed SDK only -----------------------
+EXBUILD="$TMP/exbuild"
+cmake -S "$EXAMPLE" -B "$EXBUILD" -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  >"$TMP/configure.log" 2>&1 || fatal "configuring the example" "$TMP/configure.log"
+FOUND_DIR=$(sed -n 's/^berth-sdk_DIR:PATH=//p' "$EXBUILD/CMakeCache.txt")
+if [[ $FOUND_DIR == "$PREFIX"/* ]]; then
+  pass "find_package(berth-sdk) found the scratch install ($FOUND_DIR)"
+else
+  fail "find_package(berth-sdk) found $FOUND_DIR, not the install under $PREFIX"
+fi
+cmake --build "$EXBUILD" >"$TMP/build.log" 2>&1 || fatal "building the example" "$TMP/build.log"
+SO="$EXBUILD/event-journal.so"
+[[ -f $SO ]] || fatal "the CMake build made no $SO" "$TMP/build.log"
+pass "example built out of tree with CMake (-Wall -Wextra -Werror)"
+EXPORTS=$(nm -D --defined-only "$SO" | awk '{print $NF}' | sort | tr '\n' ' ')
+if [[ $EXPORTS == "berth_plugin_entry " ]]; then
+  pass "the plugin exports only berth_plugin_entry"
+else
+  fail "the plugin exports: $EXPORTS(want only berth_plugin_entry)"
+fi
+
+# ---- 3. build it again with pkg-config ------------------------------------------------------
+PC_DIR=$(dirname "$PC_FILE")  # lib/pkgconfig or lib/<multiarch>/pkgconfig
+PCBUILD="$TMP/pcbuild"
+mkdir -p "$PCBUILD"
+PC_INCLUDEDIR=$(PKG_CONFIG_PATH="$PC_DIR" pkg-config --variable=includedir berth-sdk)
+PC_FLAGS=$(PKG_CONFIG_PATH="$PC_DIR" pkg-config --cflags --libs berth-sdk)
+if [[ $PC_INCLUDEDIR == "$PREFIX"/* ]]; then
+  pass "pkg-config berth-sdk points into the install prefix ($PC_INCLUDEDIR)"
+else
+  # The .pc file has the configure-time prefix baked in, so an SDK installed with
+  # `cmake --install --prefix` elsewhere is not found through it.
+  fail "berth-sdk.pc is not relocatable: installed under $PREFIX it says includedir=$PC_INCLUDEDIR" \
+    "(sdk/berth-sdk.pc.in uses @CMAKE_INSTALL_PREFIX@ from configure time)"
+  # Go on with pkgconf's --define-prefix so that the rest of this check still runs.
+  PC_FLAGS=$(PKG_CONFIG_PATH="$PC_DIR" pkg-config --define-prefix --cflags --libs berth-sdk)
+fi
+# shellcheck disable=SC2086 # PC_FLAGS is a list of flags
+if g++ -std=c++20 -shared -fPIC -O2 -pthread -Wall -Wextra -Werror -o "$PCBUILD/event-journal.so" \
+  "$EXAMPLE/plugin.cc" $PC_FLAGS >"$TMP/pc-build.log" 2>&1; then
+  pass "example built with g++ \$(pkg-config --cflags --libs berth-sdk)"
+else
+  fail "g++ with pkg-config flags ($PC_FLAGS)"
+  show "$TMP/pc-build.log"
+fi
+
+# ---- 4. configuration ----------------------------------------------------------------------
+mkdir -p "$TMP/net.d"
+JOURNAL="$TMP/journal.jsonl"
+cat >"$TMP/config.yaml" <<EOF
+version: 1
+log_level: info
+plugins:
+  io.berth.cri: {}
+  io.berth.image-store: {}
+  io.berth.snapshotter.overlay: {}
+  io.berth.cni: {conf_dir: $TMP/net.d}
+  io.berth.cgroup.fs: {}
+  io.berth.runtime.runc: {}
+  $PLUGIN_ID: {path: $JOURNAL}
+EOF
+
+# has_state FILE STATE: a plugin table (berthd --list-plugins, berthctl plugins) has a row
+# for the plugin with STATE in one of its columns.
+has_state() {
+  awk -v id="$PLUGIN_ID" -v st="$2" \
+    '$1 == id { for (i = 2; i <= NF; i++) if ($i == st) ok = 1 } END { exit !ok }' "$1"
+}
+
+# berthd --list-plugins: both builds load (descriptor, ABI, exported entry) and are enabled.
+for dir in "$EXBUILD" "$PCBUILD"; do
+  [[ -f $dir/event-journal.so ]] || continue
+  if "$BERTHD" --config "$TMP/config.yaml" --plugin-dir "$dir" --list-plugins \
+    >"$TMP/list.out" 2>&1 &&
+    has_state "$TMP/list.out" enabled; then
+    pass "berthd --list-plugins loads $dir/event-journal.so"
+  else
+    fail "berthd --list-plugins with $dir/event-journal.so"
+    show "$TMP/list.out"
+  fi
+done
+
+SOCK="$TMP/berth.sock"
+# start_berthd LOG: starts berthd in the background and waits (10 s at most) for its socket.
+start_berthd() {
+  local log=$1
+  "$BERTHD" --config "$TMP/config.yaml" --root "$TMP/root" --state "$TMP/state" \
+    --socket "$SOCK" --plugin-dir "$EXBUILD" >"$log" 2>&1 &
+  BERTHD_PID=$!
+  for _ in $(seq 100); do
+    [[ -S $SOCK ]] && return 0
+    kill -0 "$BERTHD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$BERTHD_PID" 2>/dev/null; then
+    fatal "berthd (pid $BERTHD_PID) did not create $SOCK within 10 s" "$log"
+  fi
+  local rc=0
+  wait "$BERTHD_PID" || rc=$?
+  BERTHD_PID=""
+  fatal "berthd exited with status $rc before serving" "$log"
+}
+
+# stop_berthd LOG: SIGTERM, then waits (15 s at most) and checks a clean exit.
+stop_berthd() {
+  local log=$1 rc=0
+  kill -TERM "$BERTHD_PID"
+  for _ in $(seq 150); do
+    kill -0 "$BERTHD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$BERTHD_PID" 2>/dev/null; then
+    fatal "berthd (pid $BERTHD_PID) still running 15 s after SIGTERM" "$log"
+  fi
+  wait "$BERTHD_PID" || rc=$?
+  BERTHD_PID=""
+  if [[ $rc -eq 0 ]]; then
+    pass "berthd exited with status 0 on SIGTERM"
+  else
+    fail "berthd exited with status $rc on SIGTERM"
+    show "$log"
+  fi
+  if [[ ! -e $SOCK ]]; then
+    pass "berthd removed its socket"
+  else
+    fail "$SOCK still exists after berthd exited"
+  fi
+}
+
+# wait_for_line FILE ERE: waits (5 s at most) for a line of FILE to match ERE.
+wait_for_line() {
+  for _ in $(seq 50); do
+    grep -Eq "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# started_line_re PID: the journal line of the started event of berthd PID.
+started_line_re() {
+  local ts='"time":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z"'
+  echo "^\{$ts,\"topic\":\"/event-journal/started\",\"payload\":\{\"pid\":$1\}\}$"
+}
+
+# ---- 5. first run ---------------------------------------------------------------------------
+LOG1="$TMP/berthd-1.log"
+start_berthd "$LOG1"
+pass "berthd is serving on $SOCK (pid $BERTHD_PID)"
+PID1=$BERTHD_PID
+
+if "$BERTHCTL" --socket "$SOCK" plugins >"$TMP/plugins.out" 2>&1 &&
+  has_state "$TMP/plugins.out" running; then
+  pass "berthctl plugins lists $PLUGIN_ID as running"
+else
+  fail "berthctl plugins does not list $PLUGIN_ID as running"
+  show "$TMP/plugins.out"
+fi
+
+if wait_for_line "$JOURNAL" "$(started_line_re "$PID1")"; then
+  pass "the journal holds the /event-journal/started event of pid $PID1"
+else
+  fail "no /event-journal/started line for pid $PID1 in $JOURNAL"
+  show "$JOURNAL"
+fi
+if grep -q "\[$PLUGIN_ID\] .*events written so far: 0\$" "$LOG1"; then
+  pass "first start: the plugin reports 0 events written so far"
+else
+  fail "first start: no \"events written so far: 0\" in berthd's log"
+  show "$LOG1"
+fi
+
+stop_berthd "$LOG1"
+if grep -q "\[$PLUGIN_ID\] stopped: events written so far: 1" "$LOG1"; then
+  pass "first stop: the plugin wrote 1 event"
+else
+  fail "first stop: no \"stopped: events written so far: 1\" in berthd's log"
+  show "$LOG1"
+fi
+
+# ---- 6. restart: the counter comes back from the metadata store -----------------------------
+LOG2="$TMP/berthd-2.log"
+start_berthd "$LOG2"
+PID2=$BERTHD_PID
+if wait_for_line "$LOG2" "\[$PLUGIN_ID\] .*events written so far: 1\$"; then
+  pass "restart: the counter persisted (events written so far: 1)"
+else
+  fail "restart: no \"events written so far: 1\" in berthd's log"
+  show "$LOG2"
+fi
+if wait_for_line "$JOURNAL" "$(started_line_re "$PID2")" && [[ $(wc -l <"$JOURNAL") -eq 2 ]] &&
+  grep -Eq "$(started_line_re "$PID1")" <(head -n 1 "$JOURNAL"); then
+  pass "restart: the journal was appended to (2 lines, pids $PID1 then $PID2)"
+else
+  fail "restart: expected 2 journal lines (pids $PID1, $PID2)"
+  show "$JOURNAL"
+fi
+stop_berthd "$LOG2"
+
+# ---- 7. configuration errors name the file and line ------------------------------------------
+BAD="$TMP/bad"
+mkdir -p "$BAD"
+sed "s|^  $PLUGIN_ID: .*|  $PLUGIN_ID:\n    path: relative/x|" "$TMP/config.yaml" >"$BAD/config.yaml"
+BAD_LINE=$(grep -n 'path: relative/x' "$BAD/config.yaml" | cut -d: -f1)
+
+rc=0
+"$BERTHD" --config "$BAD/config.yaml" --plugin-dir "$EXBUILD" --check-config \
+  >"$BAD/check.out" 2>&1 || rc=$?
+if [[ $rc -ne 0 ]] && grep -Eq "config\.yaml:[0-9]+" "$BAD/check.out"; then
+  if grep -q "config.yaml:$BAD_LINE:" "$BAD/check.out"; then
+    pass "berthd --check-config refuses a relative path at config.yaml:$BAD_LINE"
+  else
+    pass "berthd --check-config refuses a relative path, naming config.yaml and a line"
+  fi
+else
+  fail "berthd --check-config exited $rc for path: relative/x (want non-zero naming config.yaml:LINE)"
+  show "$BAD/check.out"
+fi
+
+# run_refused OUT: runs berthd with $BAD/config.yaml (10 s at most); sets RC to its status,
+# or to "running" (after stopping it) when it started instead of refusing.
+run_refused() {
+  RC=0
+  "$BERTHD" --config "$BAD/config.yaml" --root "$BAD/root" --state "$BAD/state" \
+    --socket "$BAD/berth.sock" --plugin-dir "$EXBUILD" >"$1" 2>&1 &
+  BERTHD_PID=$!
+  for _ in $(seq 100); do
+    kill -0 "$BERTHD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$BERTHD_PID" 2>/dev/null; then
+    kill -TERM "$BERTHD_PID"
+    wait "$BERTHD_PID" || true
+    RC=running
+  else
+    wait "$BERTHD_PID" || RC=$?
+  fi
+  BERTHD_PID=""
+}
+
+# The same refusal when berthd really starts (the plugin's init runs): non-zero, no socket.
+run_refused "$BAD/start.out"
+if [[ $RC != 0 && $RC != running ]] &&
+  grep -q "config.yaml:$BAD_LINE: key \"path\": expected an absolute file path" "$BAD/start.out" &&
+  [[ ! -e $BAD/berth.sock ]]; then
+  pass "berthd refuses to start with path: relative/x (config.yaml:$BAD_LINE)"
+else
+  fail "berthd (status $RC) did not refuse path: relative/x with the expected message"
+  show "$BAD/start.out"
+fi
+
+# An unknown key is refused likewise.
+sed "s|^  $PLUGIN_ID: .*|  $PLUGIN_ID:\n    path: $JOURNAL\n    colour: blue|" "$TMP/config.yaml" \
+  >"$BAD/config.yaml"
+BAD_LINE=$(grep -n 'colour: blue' "$BAD/config.yaml" | cut -d: -f1)
+run_refused "$BAD/start2.out"
+if [[ $RC != 0 && $RC != running ]] &&
+  grep -q "config.yaml:$BAD_LINE: unknown key \"colour\"" "$BAD/start2.out"; then
+  pass "berthd refuses an unknown key (config.yaml:$BAD_LINE)"
+else
+  fail "berthd (status $RC) did not refuse an unknown key with the expected message"
+  show "$BAD/start2.out"
+fi
+
+echo
+if [[ $FAILURES -eq 0 ]]; then
+  echo "PASS: sdk_example_test: all checks passed"
+  exit 0
+fi
+echo "FAIL: sdk_example_test: $FAILURES check(s) failed"
+exit 1
