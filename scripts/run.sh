@@ -5,8 +5,5 @@
 # berthd (for example --log-level debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-build=${BERTH_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j"$(nproc)"
-exec "$build/bin/berthd" "$@"
+bash scripts/build.sh
+exec "${BERTH_BUILD_DIR:-build}/bin/berthd" "$@"

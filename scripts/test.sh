@@ -3,10 +3,7 @@
 # Sets everything up on Debian 12 (packages, build) and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-build=${BERTH_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j"$(nproc)"
-cd "$build"
+bash scripts/build.sh
+cd "${BERTH_BUILD_DIR:-build}"
 # ctest prints the final "N tests passed, N tests failed" summary.
 ctest --output-on-failure -j"$(nproc)" --timeout 600

@@ -48,6 +48,26 @@ inline sdk::Result<std::string> StringOption(const sdk::Host& host, const nlohma
   return j[key].get<std::string>();
 }
 
+// Parses a Go-style duration of whole seconds or more ("90s", "1m", "1h30m") into seconds.
+inline sdk::Result<int64_t> ParseDuration(std::string_view text) {
+  if (text.empty()) return sdk::InvalidArgument("empty duration");
+  int64_t total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    if (i == start || i - start > 9) return sdk::InvalidArgument("bad duration");
+    int64_t n = std::stoll(std::string(text.substr(start, i - start)));
+    if (i >= text.size()) return sdk::InvalidArgument("duration needs a unit (s, m, h)");
+    char unit = text[i++];
+    if (unit == 's') total += n;
+    else if (unit == 'm') total += n * 60;
+    else if (unit == 'h') total += n * 3600;
+    else return sdk::InvalidArgument("unknown duration unit");
+  }
+  return total;
+}
+
 // Resolves a program name through PATH (or returns an absolute path as is); empty if absent.
 inline std::string FindExecutable(const std::string& name) {
   if (name.empty()) return "";

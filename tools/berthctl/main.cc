@@ -121,8 +121,8 @@ class Client {
 
   bool Report(const char* what, const grpc::Status& s) {
     if (s.ok()) return true;
-    if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-        s.error_message().find("connect") != std::string::npos) {
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       std::fprintf(stderr, "berthctl: cannot reach berthd at unix://%s: %s (is berthd running? "
                    "see --socket)\n", opts_.socket.c_str(), s.error_message().c_str());
     } else {
@@ -314,19 +314,7 @@ class Client {
   // Returns false (after printing why) when the call failed.
   template <typename Req, typename Resp, typename Fn>
   bool Call(const char* what, Fn fn, const Req& req, Resp* resp) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(opts_.timeout_s));
-    grpc::Status s = (runtime_.get()->*fn)(&ctx, req, resp);
-    if (s.ok()) return true;
-    if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      std::fprintf(stderr, "berthctl: cannot reach berthd at unix://%s: %s (is berthd running? "
-                   "see --socket)\n", opts_.socket.c_str(), s.error_message().c_str());
-    } else {
-      std::fprintf(stderr, "berthctl: %s failed: %s (code %d)\n", what,
-                   s.error_message().c_str(), static_cast<int>(s.error_code()));
-    }
-    return false;
+    return Report(what, (runtime_.get()->*fn)(Ctx().get(), req, resp));
   }
 
   int Version() {
