@@ -19,7 +19,7 @@ PACKAGES=(
   libtomlplusplus-dev libzstd-dev zlib1g-dev libseccomp-dev libcap-dev
   # runtime and test components
   runc crun containernetworking-plugins iptables iproute2 docker-registry
-  busybox-static apache2-utils containerd systemd procps util-linux sqlite3 curl
+  busybox-static apache2-utils containerd systemd procps util-linux sqlite3 curl python3 zstd openssl
 )
 
 missing=()

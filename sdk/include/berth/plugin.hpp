@@ -422,14 +422,67 @@ const berth_image_store_v1* ImageStoreTable() {
   return &table;
 }
 
-// T: Readiness Status(); std::string_view Name() const (static storage);
+// T: Readiness Status(); std::string_view Name() const (static storage); and, each returning
+//    the JSON its table entry writes (berth/kinds.h),
+//    Result<std::string> Prepare(std::string_view key, std::string_view parent,
+//                                std::string_view labels_json);       // mounts
+//    Result<std::string> View(std::string_view key, std::string_view parent,
+//                             std::string_view labels_json);          // mounts
+//    Result<std::string> Mounts(std::string_view key);                // mounts
+//    Status Commit(std::string_view name, std::string_view key, std::string_view labels_json);
+//    Status Remove(std::string_view key);
+//    Result<std::string> Stat(std::string_view key);                  // info object
+//    Result<std::string> Usage(std::string_view key);                 // {"size", "inodes"}
+//    Result<std::string> Walk();                                      // array of info objects
+//    Result<std::string> FsUsage();  // {"mountpoint", "used_bytes", "inodes_used"}
 template <typename T>
 const berth_snapshotter_v1* SnapshotterTable() {
   static const berth_snapshotter_v1 table = [] {
+    // Writes a Result<std::string> into `out`, or returns its status. Static, so the
+    // captureless entries below can use it.
+    static constexpr auto emit = [](Result<std::string> r, berth_sink* out) {
+      if (!r.ok()) return r.status();
+      Write(out, *r);
+      return Status::Ok();
+    };
     berth_snapshotter_v1 t{};
     t.struct_size = sizeof(t);
     t.status = &StatusThunk<T>;
     t.name = [](void* inst) { return Str(static_cast<T*>(inst)->Name()); };
+    t.prepare = [](void* inst, berth_str key, berth_str parent, berth_str labels,
+                   berth_sink* mounts, berth_sink* err) {
+      return Guard(err, [&] {
+        return emit(static_cast<T*>(inst)->Prepare(View(key), View(parent), View(labels)), mounts);
+      });
+    };
+    t.view = [](void* inst, berth_str key, berth_str parent, berth_str labels, berth_sink* mounts,
+                berth_sink* err) {
+      return Guard(err, [&] {
+        return emit(static_cast<T*>(inst)->View(View(key), View(parent), View(labels)), mounts);
+      });
+    };
+    t.mounts = [](void* inst, berth_str key, berth_sink* mounts, berth_sink* err) {
+      return Guard(err, [&] { return emit(static_cast<T*>(inst)->Mounts(View(key)), mounts); });
+    };
+    t.commit = [](void* inst, berth_str name, berth_str key, berth_str labels, berth_sink* err) {
+      return Guard(
+          err, [&] { return static_cast<T*>(inst)->Commit(View(name), View(key), View(labels)); });
+    };
+    t.remove = [](void* inst, berth_str key, berth_sink* err) {
+      return Guard(err, [&] { return static_cast<T*>(inst)->Remove(View(key)); });
+    };
+    t.stat = [](void* inst, berth_str key, berth_sink* info, berth_sink* err) {
+      return Guard(err, [&] { return emit(static_cast<T*>(inst)->Stat(View(key)), info); });
+    };
+    t.usage = [](void* inst, berth_str key, berth_sink* usage, berth_sink* err) {
+      return Guard(err, [&] { return emit(static_cast<T*>(inst)->Usage(View(key)), usage); });
+    };
+    t.walk = [](void* inst, berth_sink* infos, berth_sink* err) {
+      return Guard(err, [&] { return emit(static_cast<T*>(inst)->Walk(), infos); });
+    };
+    t.fs_usage = [](void* inst, berth_sink* usage, berth_sink* err) {
+      return Guard(err, [&] { return emit(static_cast<T*>(inst)->FsUsage(), usage); });
+    };
     return t;
   }();
   return &table;

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "plugins/image-store/image_store.h"
+
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <random>
+#include <semaphore>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "plugins/common/plugin_util.h"
+#include "plugins/image-store/content/unpack.h"
+
+namespace berth::image {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kImages[] = "images";  // id -> image record (JSON)
+constexpr char kRefs[] = "refs";      // canonical tag or digest reference -> id
+constexpr size_t kMaxConfigBytes = 8 << 20;
+constexpr char kExtractPrefix[] = "extract-";
+
+sdk::Status ToSdk(const absl::Status& s) {
+  return sdk::Status(static_cast<int32_t>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromSdk(const sdk::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 0xf];
+  }
+  return out;
+}
+
+// The key a reference is recorded under: "domain/repo@digest" or "domain/repo:tag".
+std::string RefKey(const Reference& r) {
+  std::string name = absl::StrCat(r.domain, "/", r.repository);
+  return r.digest.empty() ? absl::StrCat(name, ":", r.tag) : absl::StrCat(name, "@", r.digest);
+}
+
+bool IsHex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+std::string RandomSuffix() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::to_string(rng());
+}
+
+// Where a layer is written: the upper directory of the snapshot's mounts.
+absl::StatusOr<fs::path> WritableDir(const std::string& mounts_json) {
+  nlohmann::json m = nlohmann::json::parse(mounts_json, nullptr, false);
+  if (!m.is_array() || m.empty() || !m[0].is_object()) {
+    return absl::InternalError("snapshotter returned unreadable mounts: " + mounts_json);
+  }
+  const nlohmann::json& mount = m[0];
+  std::string type = mount.value("type", "");
+  fs::path base = mount.value("chdir", "");
+  if (type == "bind") return fs::path(mount.value("source", ""));
+  if (type == "overlay") {
+    for (const auto& o : mount.value("options", nlohmann::json::array())) {
+      std::string opt = o.get<std::string>();
+      if (opt.rfind("upperdir=", 0) == 0) {
+        fs::path p = opt.substr(9);
+        return p.is_absolute() ? p : base / p;
+      }
+    }
+    return absl::InternalError("overlay mount of an active snapshot has no upperdir");
+  }
+  return absl::UnimplementedError("cannot unpack into a mount of type " + type);
+}
+
+}  // namespace
+
+ImageStore::~ImageStore() = default;
+
+sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out) {
+  auto config = plugins::LoadConfig(
+      host, "io.berth.image-store",
+      {"registry_config_path", "max_concurrent_downloads", "pull_progress_timeout",
+       "snapshotter"});
+  if (!config.ok()) return config.status();
+  std::unique_ptr<ImageStore> s(new ImageStore(host));
+  auto hosts_dir = plugins::StringOption(host, *config, "registry_config_path",
+                                         "/etc/berth/certs.d");
+  if (!hosts_dir.ok()) return hosts_dir.status();
+  s->hosts_dir_ = *hosts_dir;
+  if (config->contains("max_concurrent_downloads")) {
+    const auto& v = (*config)["max_concurrent_downloads"];
+    if (!v.is_number_integer() || v.get<int>() < 1 || v.get<int>() > 64) {
+      return sdk::InvalidArgument(host.ConfigWhere("max_concurrent_downloads") +
+                                  ": key \"max_concurrent_downloads\": expected an integer "
+                                  "from 1 to 64, got " + v.dump());
+    }
+    s->max_downloads_ = v.get<int>();
+  }
+  auto timeout = plugins::StringOption(host, *config, "pull_progress_timeout", "1m");
+  if (!timeout.ok()) return timeout.status();
+  auto seconds = plugins::ParseDuration(*timeout);
+  if (!seconds.ok() || *seconds <= 0) {
+    return sdk::InvalidArgument(host.ConfigWhere("pull_progress_timeout") +
+                                ": key \"pull_progress_timeout\": expected a duration such as "
+                                "30s, 1m or 1h30m, got \"" + *timeout + "\"");
+  }
+  s->progress_timeout_ = std::chrono::seconds(*seconds);
+  auto snap_id = plugins::StringOption(host, *config, "snapshotter", "");
+  if (!snap_id.ok()) return snap_id.status();
+  auto snap = host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1,
+                                                snap_id->empty() ? nullptr : snap_id->c_str());
+  if (!snap.ok()) {
+    return sdk::FailedPrecondition(host.ConfigWhere("snapshotter") +
+                                   ": no snapshotter for the image store: " +
+                                   snap.status().message());
+  }
+  if (!BERTH_HAS_MEMBER(snap->table, berth_snapshotter_v1, fs_usage)) {
+    return sdk::FailedPrecondition("snapshotter " + snap->plugin_id +
+                                   " is too old: it lacks the snapshot functions of "
+                                   "berth.snapshotter.v1");
+  }
+  s->snapshotter_ = *snap;
+  auto content = ContentStore::Open(fs::path(host.RootDir()) / "content");
+  if (!content.ok()) return ToSdk(content.status());
+  s->content_ = std::move(*content);
+  RegistryClient::Options opts;
+  opts.hosts_dir = s->hosts_dir_;
+  opts.progress_timeout = s->progress_timeout_;
+  s->client_ = std::make_unique<RegistryClient>(opts);
+  s->CollectGarbage();  // also removes what a crash left half-unpacked
+  *out = std::move(s);
+  return sdk::Status::Ok();
+}
+
+const void* ImageStore::GetInterface(std::string_view iface) {
+  if (iface == BERTH_IFACE_IMAGE_STORE_V1) return sdk::ImageStoreTable<ImageStore>();
+  return nullptr;
+}
+
+sdk::Readiness ImageStore::Status() {
+  std::string root = host_.RootDir();
+  if (::access(root.c_str(), W_OK) != 0) {
+    return sdk::Readiness::NotReady("ImageStoreNotWritable",
+                                    "image store directory " + root + " is not writable");
+  }
+  return sdk::Readiness::Ready();
+}
+
+sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string_view auth_json,
+                                          std::string_view,
+                                          const std::function<void(std::string_view)>& progress) {
+  auto ref = ParseReference(ref_text);
+  if (!ref.ok()) return ToSdk(ref.status());
+  Credentials creds;
+  if (!auth_json.empty()) {
+    nlohmann::json a = nlohmann::json::parse(auth_json, nullptr, false);
+    if (a.is_object()) {
+      creds.username = a.value("username", "");
+      creds.password = a.value("password", "");
+      creds.auth = a.value("auth", "");
+      creds.identity_token = a.value("identity_token", "");
+      creds.registry_token = a.value("registry_token", "");
+    }
+  }
+  // Concurrent pulls of the same reference with the same credentials share one pull.
+  std::string key = RefKey(*ref) + "\n" + Sha256Hex(auth_json);
+  std::shared_future<absl::StatusOr<std::string>> shared;
+  std::promise<absl::StatusOr<std::string>> mine;
+  bool leader = false;
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    auto it = pulls_inflight_.find(key);
+    if (it != pulls_inflight_.end()) {
+      shared = it->second;
+    } else {
+      shared = mine.get_future().share();
+      pulls_inflight_[key] = shared;
+      leader = true;
+    }
+  }
+  if (leader) {
+    absl::StatusOr<std::string> result = DoPull(*ref, creds, progress);
+    mine.set_value(result);
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    pulls_inflight_.erase(key);
+  }
+  const absl::StatusOr<std::string>& r = shared.get();
+  if (!r.ok()) return ToSdk(r.status());
+  return *r;
+}
+
+absl::Status ImageStore::FetchOnce(const Reference& ref, const Descriptor& desc,
+                                   const Credentials& creds,
+                                   const std::function<void(int64_t)>& on_bytes) {
+  if (content_->Has(desc.digest)) {
+    on_bytes(desc.size);
+    return absl::OkStatus();
+  }
+  std::shared_future<absl::Status> shared;
+  std::promise<absl::Status> mine;
+  bool leader = false;
+  {
+    std::lock_guard<std::mutex> lock(inflight_mu_);
+    auto it = blobs_inflight_.find(desc.digest);
+    if (it != blobs_inflight_.end()) {
+      shared = it->second;
+    } else {
+      shared = mine.get_future().share();
+      blobs_inflight_[desc.digest] = shared;
+      leader = true;
+    }
+  }
+  if (!leader) {
+    absl::Status s = shared.get();
+    if (s.ok()) on_bytes(desc.size);
+    return s;
+  }
+  absl::Status result = [&]() -> absl::Status {
+    auto writer = content_->Writer(desc.digest, desc.size);
+    if (!writer.ok()) return writer.status();
+    int64_t reported = 0;
+    absl::Status s = client_->FetchBlob(
+        ref, desc, creds,
+        [&](std::string_view chunk) { return (*writer)->Write(chunk); },
+        [&](int64_t done, int64_t) {
+          on_bytes(done - reported);
+          reported = done;
+        });
+    if (!s.ok()) return s;
+    return (*writer)->Commit();
+  }();
+  mine.set_value(result);
+  std::lock_guard<std::mutex> lock(inflight_mu_);
+  blobs_inflight_.erase(desc.digest);
+  return result;
+}
+
+absl::Status ImageStore::ApplyLayer(const Descriptor& layer, const std::string& diff_id,
+                                    const std::string& chain_id, const std::string& parent) {
+  const berth_snapshotter_v1* t = snapshotter_.table;
+  void* inst = snapshotter_.instance;
+  {
+    sdk::StringSink info, err;
+    if (t->stat(inst, sdk::Str(chain_id), info.get(), err.get()) == BERTH_OK) {
+      return absl::OkStatus();  // another image or pull already unpacked it
+    }
+  }
+  std::string key = absl::StrCat(kExtractPrefix, RandomSuffix(), "-", chain_id);
+  std::string labels = R"({"io.berth.unpack":"true"})";
+  sdk::StringSink mounts, err;
+  int32_t code = t->prepare(inst, sdk::Str(key), sdk::Str(parent), sdk::Str(labels),
+                            mounts.get(), err.get());
+  if (code != BERTH_OK) {
+    return absl::Status(static_cast<absl::StatusCode>(code),
+                        absl::StrCat("prepare snapshot for layer ", layer.digest, ": ", err.str()));
+  }
+  auto remove = [&] {
+    sdk::StringSink e;
+    t->remove(inst, sdk::Str(key), e.get());
+  };
+  auto dir = WritableDir(mounts.str());
+  if (!dir.ok()) {
+    remove();
+    return dir.status();
+  }
+  UnpackOptions options;
+  options.media_type = layer.media_type;
+  options.layer_name = layer.digest;
+  options.warn = [this, &layer](std::string_view w) {
+    host_.Warn(absl::StrCat("layer ", layer.digest, ": ", std::string(w)));
+  };
+  auto unpacked = UnpackLayer(content_->BlobPath(layer.digest), *dir, options);
+  if (!unpacked.ok()) {
+    remove();
+    return absl::Status(unpacked.status().code(),
+                        absl::StrCat("unpack layer ", layer.digest, ": ",
+                                     std::string(unpacked.status().message())));
+  }
+  if (unpacked->diff_id != diff_id) {
+    remove();
+    return absl::DataLossError(absl::StrCat("layer ", layer.digest, " unpacks to ",
+                                            unpacked->diff_id, " but the image config says ",
+                                            diff_id));
+  }
+  sdk::StringSink cerr;
+  code = t->commit(inst, sdk::Str(chain_id), sdk::Str(key), sdk::Str(labels), cerr.get());
+  if (code == BERTH_ALREADY_EXISTS) {
+    remove();  // a concurrent pull committed the same layer first
+    return absl::OkStatus();
+  }
+  if (code != BERTH_OK) {
+    remove();
+    return absl::Status(static_cast<absl::StatusCode>(code),
+                        absl::StrCat("commit snapshot ", chain_id, ": ", cerr.str()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ImageStore::DoPull(
+    const Reference& ref, const Credentials& creds,
+    const std::function<void(std::string_view)>& progress) {
+  std::shared_lock<std::shared_mutex> gc_guard(gc_mu_);
+  auto resolved = client_->Resolve(ref, creds);
+  if (!resolved.ok()) return resolved.status();
+  // The manifest (and index) are content too: verify and keep them.
+  auto keep = [this](const std::string& digest, const std::string& bytes) -> absl::Status {
+    if (digest.empty() || bytes.empty() || content_->Has(digest)) return absl::OkStatus();
+    auto w = content_->Writer(digest, static_cast<int64_t>(bytes.size()));
+    if (!w.ok()) return w.status();
+    if (absl::Status s = (*w)->Write(bytes); !s.ok()) return s;
+    return (*w)->Commit();
+  };
+  if (absl::Status s = keep(resolved->manifest_digest, resolved->manifest); !s.ok()) return s;
+  if (absl::Status s = keep(resolved->index_digest, resolved->index); !s.ok()) return s;
+
+  const std::vector<Descriptor>& layers = resolved->layers;
+  int64_t total = 0;
+  for (const Descriptor& l : layers) total += l.size;
+  std::atomic<int64_t> done{0};
+  std::atomic<int> layers_done{0};
+  std::mutex report_mu;
+  auto last_report = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto report = [&](bool force) {
+    std::lock_guard<std::mutex> lock(report_mu);
+    auto now = std::chrono::steady_clock::now();
+    if (!progress || (!force && now - last_report < std::chrono::milliseconds(100))) return;
+    last_report = now;
+    nlohmann::json j = {{"ref", RefKey(ref)},
+                        {"layers_done", layers_done.load()},
+                        {"layers_total", static_cast<int>(layers.size())},
+                        {"bytes_done", done.load()},
+                        {"bytes_total", total}};
+    progress(j.dump());
+  };
+  report(true);
+
+  if (absl::Status s = FetchOnce(ref, resolved->config, creds, [](int64_t) {}); !s.ok()) {
+    return s;
+  }
+  auto config_text = content_->ReadAll(resolved->config.digest, kMaxConfigBytes);
+  if (!config_text.ok()) return config_text.status();
+  nlohmann::json config = nlohmann::json::parse(*config_text, nullptr, false);
+  if (!config.is_object() || !config.contains("rootfs") ||
+      !config["rootfs"].value("diff_ids", nlohmann::json()).is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat("image config ", resolved->config.digest,
+                                                   " of ", RefKey(ref),
+                                                   " is not a valid OCI image config"));
+  }
+  std::vector<std::string> diff_ids;
+  for (const auto& d : config["rootfs"]["diff_ids"]) {
+    if (!d.is_string()) return absl::InvalidArgumentError("image config has a bad diff_id");
+    diff_ids.push_back(d.get<std::string>());
+  }
+  if (diff_ids.size() != layers.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image ", RefKey(ref), ": manifest has ", layers.size(), " layers but the config has ",
+        diff_ids.size(), " diff_ids"));
+  }
+  // Chain IDs name the snapshots: chain(0) = diff(0), chain(n) = sha256(chain(n-1) " " diff(n)).
+  std::vector<std::string> chain;
+  for (size_t i = 0; i < diff_ids.size(); ++i) {
+    chain.push_back(i == 0 ? diff_ids[0]
+                           : "sha256:" + Sha256Hex(chain[i - 1] + " " + diff_ids[i]));
+  }
+
+  // Downloads run in parallel (max_concurrent_downloads); layers are applied in order as
+  // soon as each one and its parent are there.
+  std::counting_semaphore<64> slots(max_downloads_);
+  std::vector<std::shared_future<absl::Status>> downloads;
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto p = std::make_shared<std::promise<absl::Status>>();
+    downloads.push_back(p->get_future().share());
+    sdk::StringSink info, err;
+    if (snapshotter_.table->stat(snapshotter_.instance, sdk::Str(chain[i]), info.get(),
+                                 err.get()) == BERTH_OK) {
+      done += layers[i].size;  // already unpacked by an earlier pull
+      p->set_value(absl::OkStatus());
+      continue;
+    }
+    threads.emplace_back([&, i, p] {
+      slots.acquire();
+      absl::Status s = FetchOnce(ref, layers[i], creds, [&](int64_t n) {
+        done += n;
+        report(false);
+      });
+      slots.release();
+      p->set_value(s);
+    });
+  }
+  absl::Status failure;
+  for (size_t i = 0; i < layers.size() && failure.ok(); ++i) {
+    failure = downloads[i].get();
+    if (!failure.ok()) break;
+    failure = ApplyLayer(layers[i], diff_ids[i], chain[i], i == 0 ? "" : chain[i - 1]);
+    ++layers_done;
+    report(true);
+  }
+  for (std::thread& t : threads) t.join();
+  if (!failure.ok()) return failure;
+
+  // The image record: id = config digest; one record however many names it has.
+  std::string id = resolved->config.digest;
+  std::string top = resolved->index_digest.empty() ? resolved->manifest_digest
+                                                   : resolved->index_digest;
+  std::string name = absl::StrCat(ref.domain, "/", ref.repository);
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  auto txn = host_.Begin(true);
+  if (!txn.ok()) return FromSdk(txn.status());
+  auto existing = txn->Get(kImages, id);
+  if (!existing.ok()) return FromSdk(existing.status());
+  nlohmann::json rec = existing->has_value()
+                           ? nlohmann::json::parse(**existing, nullptr, false)
+                           : nlohmann::json::object();
+  if (!rec.is_object()) rec = nlohmann::json::object();
+  auto add_unique = [](nlohmann::json& arr, const std::string& v) {
+    if (!arr.is_array()) arr = nlohmann::json::array();
+    for (const auto& e : arr) {
+      if (e == v) return;
+    }
+    arr.push_back(v);
+  };
+  rec["id"] = id;
+  if (!ref.tag.empty() && ref.digest.empty()) {
+    std::string tag = absl::StrCat(name, ":", ref.tag);
+    // The tag moves: take it from the image that had it.
+    auto old = txn->Get(kRefs, tag);
+    if (old.ok() && old->has_value() && **old != id) {
+      auto old_rec = txn->Get(kImages, **old);
+      if (old_rec.ok() && old_rec->has_value()) {
+        nlohmann::json o = nlohmann::json::parse(**old_rec, nullptr, false);
+        if (o.is_object() && o.contains("repo_tags")) {
+          auto& tags = o["repo_tags"];
+          tags.erase(std::remove(tags.begin(), tags.end(), tag), tags.end());
+          if (sdk::Status s = txn->Put(kImages, **old, o.dump()); !s.ok()) return FromSdk(s);
+        }
+      }
+    }
+    add_unique(rec["repo_tags"], tag);
+    if (sdk::Status s = txn->Put(kRefs, tag, id); !s.ok()) return FromSdk(s);
+  }
+  if (!rec.contains("repo_tags")) rec["repo_tags"] = nlohmann::json::array();
+  std::string digest_ref = absl::StrCat(name, "@", top);
+  add_unique(rec["repo_digests"], digest_ref);
+  if (sdk::Status s = txn->Put(kRefs, digest_ref, id); !s.ok()) return FromSdk(s);
+  int64_t size = static_cast<int64_t>(resolved->manifest.size()) + resolved->config.size;
+  for (const Descriptor& l : layers) size += l.size;
+  rec["size"] = size;
+  std::string user = config.contains("config") && config["config"].is_object()
+                         ? config["config"].value("User", "")
+                         : "";
+  std::string uname = user.substr(0, user.find(':'));
+  rec["uid"] = nullptr;
+  rec["username"] = "";
+  if (!uname.empty() && std::all_of(uname.begin(), uname.end(), ::isdigit)) {
+    rec["uid"] = std::stoll(uname);
+  } else if (!uname.empty()) {
+    rec["username"] = uname;
+  }
+  rec["annotations"] = resolved->annotations;
+  if (!rec.contains("pinned")) rec["pinned"] = false;
+  rec["chain_id"] = chain.empty() ? "" : chain.back();
+  rec["chain"] = chain;
+  rec["config"] = config;
+  rec["manifest_digest"] = resolved->manifest_digest;
+  nlohmann::json blobs = {resolved->manifest_digest, resolved->config.digest};
+  if (!resolved->index_digest.empty()) blobs.push_back(resolved->index_digest);
+  for (const Descriptor& l : layers) blobs.push_back(l.digest);
+  rec["blobs"] = blobs;
+  if (sdk::Status s = txn->Put(kImages, id, rec.dump()); !s.ok()) return FromSdk(s);
+  if (sdk::Status s = txn->Commit(); !s.ok()) return FromSdk(s);
+  host_.Info(absl::StrCat("pulled ", RefKey(ref), " as ", id, " (", layers.size(), " layers, ",
+                          size, " bytes)"));
+  return id;
+}
+
+absl::StatusOr<std::vector<nlohmann::json>> ImageStore::AllImages() {
+  auto txn = host_.Begin(false);
+  if (!txn.ok()) return FromSdk(txn.status());
+  std::vector<nlohmann::json> out;
+  sdk::Status s = txn->Scan(kImages, "", [&](std::string_view, std::string_view v) {
+    nlohmann::json j = nlohmann::json::parse(v, nullptr, false);
+    if (j.is_object()) out.push_back(std::move(j));
+    return true;
+  });
+  if (!s.ok()) return FromSdk(s);
+  return out;
+}
+
+absl::StatusOr<nlohmann::json> ImageStore::Find(std::string_view ref_text) {
+  std::string ref(ref_text);
+  auto txn = host_.Begin(false);
+  if (!txn.ok()) return FromSdk(txn.status());
+  auto load = [&](const std::string& id) -> absl::StatusOr<nlohmann::json> {
+    auto v = txn->Get(kImages, id);
+    if (!v.ok()) return FromSdk(v.status());
+    if (!v->has_value()) return absl::NotFoundError("no image " + ref);
+    return nlohmann::json::parse(**v, nullptr, false);
+  };
+  // An image id, full or an unambiguous prefix (with or without "sha256:").
+  std::string hex = ref.rfind("sha256:", 0) == 0 ? ref.substr(7) : ref;
+  if (IsHex(hex) && (hex.size() == 64 || ref.rfind("sha256:", 0) == 0 || hex.size() >= 3)) {
+    std::vector<std::string> ids;
+    sdk::Status s = txn->Scan(kImages, "sha256:" + hex, [&](std::string_view k, std::string_view) {
+      ids.emplace_back(k);
+      return ids.size() < 2;
+    });
+    if (!s.ok()) return FromSdk(s);
+    if (ids.size() == 1) return load(ids[0]);
+    if (ids.size() > 1) {
+      return absl::FailedPreconditionError("image id prefix " + ref + " is ambiguous");
+    }
+    if (hex.size() == 64 || ref.rfind("sha256:", 0) == 0) {
+      return absl::NotFoundError("no image " + ref);
+    }
+  }
+  auto parsed = ParseReference(ref);
+  if (!parsed.ok()) return parsed.status();
+  auto id = txn->Get(kRefs, RefKey(*parsed));
+  if (!id.ok()) return FromSdk(id.status());
+  if (!id->has_value()) return absl::NotFoundError("no image " + RefKey(*parsed));
+  return load(**id);
+}
+
+sdk::Result<std::string> ImageStore::ImageStatus(std::string_view ref) {
+  auto img = Find(ref);
+  if (!img.ok()) return ToSdk(img.status());
+  return img->dump();
+}
+
+sdk::Result<std::string> ImageStore::List(std::string_view filter_ref) {
+  nlohmann::json out = nlohmann::json::array();
+  if (!filter_ref.empty()) {
+    auto img = Find(filter_ref);
+    if (!img.ok()) return ToSdk(img.status());
+    out.push_back(*img);
+    return out.dump();
+  }
+  auto all = AllImages();
+  if (!all.ok()) return ToSdk(all.status());
+  for (auto& j : *all) out.push_back(std::move(j));
+  return out.dump();
+}
+
+sdk::Status ImageStore::Remove(std::string_view ref_text) {
+  std::string ref(ref_text);
+  {
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    auto img = Find(ref);
+    if (!img.ok()) return ToSdk(img.status());
+    std::string id = (*img)["id"];
+    auto txn = host_.Begin(true);
+    if (!txn.ok()) return txn.status();
+    // A tag removes that tag only, unless it was the last name of the image.
+    auto parsed = ParseReference(ref);
+    bool by_tag = parsed.ok() && parsed->digest.empty() && ref.rfind("sha256:", 0) != 0 &&
+                  !IsHex(ref);
+    nlohmann::json& tags = (*img)["repo_tags"];
+    if (by_tag && tags.is_array() && tags.size() > 1) {
+      std::string tag = RefKey(*parsed);
+      tags.erase(std::remove(tags.begin(), tags.end(), tag), tags.end());
+      if (sdk::Status s = txn->Delete(kRefs, tag); !s.ok()) return s;
+      if (sdk::Status s = txn->Put(kImages, id, img->dump()); !s.ok()) return s;
+      return txn->Commit();
+    }
+    for (const char* field : {"repo_tags", "repo_digests"}) {
+      for (const auto& name : img->value(field, nlohmann::json::array())) {
+        if (sdk::Status s = txn->Delete(kRefs, name.get<std::string>()); !s.ok()) return s;
+      }
+    }
+    if (sdk::Status s = txn->Delete(kImages, id); !s.ok()) return s;
+    if (sdk::Status s = txn->Commit(); !s.ok()) return s;
+    host_.Info("removed image " + id);
+  }
+  CollectGarbage();
+  return sdk::Status::Ok();
+}
+
+void ImageStore::CollectGarbage() {
+  std::unique_lock<std::shared_mutex> gc_guard(gc_mu_);
+  auto images = AllImages();
+  if (!images.ok()) {
+    host_.Warn("garbage collection skipped: " + std::string(images.status().message()));
+    return;
+  }
+  std::set<std::string> blobs, chains;
+  for (const auto& img : *images) {
+    for (const auto& b : img.value("blobs", nlohmann::json::array())) blobs.insert(b);
+    for (const auto& c : img.value("chain", nlohmann::json::array())) chains.insert(c);
+  }
+  int removed_blobs = 0, removed_snapshots = 0;
+  std::vector<std::string> unused;
+  absl::Status walked = content_->Walk([&](const std::string& digest, int64_t) {
+    if (blobs.count(digest) == 0) unused.push_back(digest);
+  });
+  if (!walked.ok()) host_.Warn("content walk: " + std::string(walked.message()));
+  for (const std::string& d : unused) {
+    if (content_->Delete(d).ok()) ++removed_blobs;
+  }
+  // Committed snapshots no image uses, children first (remove refuses a parent), and
+  // unpack snapshots a crash left behind. Other active snapshots belong to containers.
+  for (int round = 0; round < 256; ++round) {
+    sdk::StringSink infos, err;
+    if (snapshotter_.table->walk(snapshotter_.instance, infos.get(), err.get()) != BERTH_OK) {
+      host_.Warn("snapshot walk: " + err.str());
+      break;
+    }
+    nlohmann::json all = nlohmann::json::parse(infos.str(), nullptr, false);
+    if (!all.is_array()) break;
+    int progress = 0;
+    for (const auto& info : all) {
+      std::string name = info.value("name", "");
+      std::string kind = info.value("kind", "");
+      bool stale_unpack = name.rfind(kExtractPrefix, 0) == 0;
+      bool unused_layer = kind == "committed" && chains.count(name) == 0;
+      if (!stale_unpack && !unused_layer) continue;
+      sdk::StringSink rerr;
+      if (snapshotter_.table->remove(snapshotter_.instance, sdk::Str(name), rerr.get()) ==
+          BERTH_OK) {
+        ++progress;
+        ++removed_snapshots;
+      }
+    }
+    if (progress == 0) break;
+  }
+  if (removed_blobs + removed_snapshots > 0) {
+    host_.Info(absl::StrCat("garbage collection removed ", removed_blobs, " blobs and ",
+                            removed_snapshots, " snapshots"));
+  }
+}
+
+sdk::Result<std::string> ImageStore::FsInfo() {
+  sdk::StringSink usage, err;
+  int32_t code = snapshotter_.table->fs_usage(snapshotter_.instance, usage.get(), err.get());
+  if (code != BERTH_OK) return sdk::Status(code, "snapshotter usage: " + err.str());
+  nlohmann::json u = nlohmann::json::parse(usage.str(), nullptr, false);
+  if (!u.is_object()) return sdk::Internal("snapshotter returned unreadable usage");
+  uint64_t bytes = u.value("used_bytes", uint64_t{0}), inodes = u.value("inodes_used", uint64_t{0});
+  absl::Status walked = content_->Walk([&](const std::string&, int64_t size) {
+    bytes += static_cast<uint64_t>(size);
+    ++inodes;
+  });
+  if (!walked.ok()) return ToSdk(walked);
+  nlohmann::json fs = {{"mountpoint", u.value("mountpoint", host_.RootDir())},
+                       {"used_bytes", bytes},
+                       {"inodes_used", inodes}};
+  return nlohmann::json({{"image_fs", fs}}).dump();
+}
+
+}  // namespace berth::image

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "berth/plugin.hpp"
+#include "nlohmann/json.hpp"
+#include "plugins/image-store/content/content_store.h"
+#include "plugins/image-store/registry/client.h"
+#include "plugins/image-store/registry/reference.h"
+
+namespace berth::image {
+
+// The image store plugin: pulls (registry client → content store → unpack into snapshots
+// of the configured snapshotter), image metadata in the host store, and garbage collection.
+class ImageStore {
+ public:
+  static sdk::Status Create(sdk::Host host, std::unique_ptr<ImageStore>* out);
+  ~ImageStore();
+
+  const void* GetInterface(std::string_view iface);
+  sdk::Readiness Status();
+  sdk::Result<std::string> Pull(std::string_view ref, std::string_view auth_json,
+                                std::string_view options_json,
+                                const std::function<void(std::string_view)>& progress);
+  sdk::Result<std::string> ImageStatus(std::string_view ref);
+  sdk::Result<std::string> List(std::string_view filter_ref);
+  sdk::Status Remove(std::string_view ref);
+  sdk::Result<std::string> FsInfo();
+
+ private:
+  explicit ImageStore(sdk::Host host) : host_(host) {}
+
+  absl::StatusOr<std::string> DoPull(const Reference& ref, const Credentials& creds,
+                                     const std::function<void(std::string_view)>& progress);
+  // Downloads one blob into the content store once, however many pulls want it at once.
+  absl::Status FetchOnce(const Reference& ref, const Descriptor& desc, const Credentials& creds,
+                         const std::function<void(int64_t)>& on_bytes);
+  // Unpacks layer `index` of a pull into snapshot chain_id (parent: the previous chain).
+  absl::Status ApplyLayer(const Descriptor& layer, const std::string& diff_id,
+                          const std::string& chain_id, const std::string& parent);
+  // Finds the image a reference, id or id prefix names.
+  absl::StatusOr<nlohmann::json> Find(std::string_view ref);
+  absl::StatusOr<std::vector<nlohmann::json>> AllImages();
+  // Removes blobs and committed snapshots that no image uses.
+  void CollectGarbage();
+
+  sdk::Host host_;
+  std::string hosts_dir_;
+  int max_downloads_ = 3;
+  std::chrono::seconds progress_timeout_{60};
+  std::unique_ptr<ContentStore> content_;
+  std::unique_ptr<RegistryClient> client_;
+  sdk::Iface<berth_snapshotter_v1> snapshotter_;
+
+  // Pulls hold it shared; garbage collection exclusive (it must not remove what an
+  // unfinished pull has fetched but not yet recorded).
+  std::shared_mutex gc_mu_;
+  std::mutex meta_mu_;  // serialises image record updates
+  std::mutex inflight_mu_;
+  std::map<std::string, std::shared_future<absl::Status>> blobs_inflight_;
+  std::map<std::string, std::shared_future<absl::StatusOr<std::string>>> pulls_inflight_;
+};
+
+}  // namespace berth::image

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+// Images end to end: images the test builds from Debian's busybox-static, pushed to a real
+// docker-registry on loopback, pulled, inspected, listed and removed through berthd's CRI
+// socket exactly as the kubelet does, and through berthctl.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "cri/v1/api.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/registry_harness.h"
+
+namespace berth::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ImagesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "berthd runs as root only";
+    registry_ = std::make_unique<Registry>(tmp_.path() / "registry");
+    ASSERT_TRUE(registry_->Start()) << ReadFile(tmp_.path() / "registry" / "registry.log");
+    // Two layers: busybox, then a file added and one deleted (a whiteout).
+    fs::path l1 = tmp_.path() / "layer1", l2 = tmp_.path() / "layer2";
+    fs::create_directories(l1 / "bin");
+    fs::create_directories(l1 / "etc");
+    fs::copy_file("/bin/busybox", l1 / "bin" / "busybox");
+    fs::create_symlink("busybox", l1 / "bin" / "sh");
+    WriteFile(l1 / "etc" / "old", "goes away in layer 2\n");
+    fs::create_directories(l2 / "etc");
+    WriteFile(l2 / "etc" / "hello", "hello from layer 2\n");
+    WriteFile(l2 / "etc" / ".wh.old", "");
+    std::string log;
+    digest_ = registry_->Push({"--repo", "test/busybox", "--tag", "v1", "--layer", l1.string(),
+                               "--layer", l2.string()},
+                              &log);
+    ASSERT_FALSE(digest_.empty()) << log;
+    cni_dir_ = tmp_.path() / "net.d";
+    fs::create_directories(cni_dir_);
+    daemon_ = std::make_unique<Daemon>(tmp_.path() / "berth");
+    fs::create_directories(tmp_.path() / "berth");
+    WriteFile(daemon_->config(), BaseConfig(cni_dir_));
+    ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+    auto ch = grpc::CreateChannel("unix://" + daemon_->socket().string(),
+                                  grpc::InsecureChannelCredentials());
+    images_ = runtime::v1::ImageService::NewStub(ch);
+  }
+  void TearDown() override {
+    daemon_.reset();
+    registry_.reset();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Ctx() {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return c;
+  }
+  grpc::Status Pull(const std::string& ref, std::string* id) {
+    runtime::v1::PullImageRequest req;
+    req.mutable_image()->set_image(ref);
+    runtime::v1::PullImageResponse resp;
+    grpc::Status s = images_->PullImage(Ctx().get(), req, &resp);
+    *id = resp.image_ref();
+    return s;
+  }
+  runtime::v1::ImageStatusResponse Status(const std::string& ref) {
+    runtime::v1::ImageStatusRequest req;
+    req.mutable_image()->set_image(ref);
+    req.set_verbose(true);
+    runtime::v1::ImageStatusResponse resp;
+    grpc::Status s = images_->ImageStatus(Ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+  std::string Ref(const std::string& tail) { return registry_->host() + "/" + tail; }
+  // Files of every snapshot the overlay snapshotter holds.
+  std::vector<fs::path> SnapshotFiles(const std::string& name) {
+    std::vector<fs::path> out;
+    fs::path root = daemon_->root() / "io.berth.snapshotter.overlay";
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->path().filename() == name) out.push_back(it->path());
+    }
+    return out;
+  }
+  size_t Blobs() {
+    size_t n = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(daemon_->root() / "io.berth.image-store", ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file() && it->path().parent_path().filename() == "sha256") ++n;
+    }
+    return n;
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Daemon> daemon_;
+  std::unique_ptr<runtime::v1::ImageService::Stub> images_;
+  fs::path cni_dir_;
+  std::string digest_;
+};
+
+TEST_F(ImagesTest, PullInspectListRemoveThroughTheCriSocket) {
+  std::string id;
+  grpc::Status s = Pull(Ref("test/busybox:v1"), &id);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->Log();
+  EXPECT_THAT(id, ::testing::MatchesRegex("sha256:[0-9a-f]{64}"));
+
+  // The same image by tag, digest reference, id and short id.
+  for (const std::string& ref : {Ref("test/busybox:v1"), Ref("test/busybox@" + digest_), id,
+                                 id.substr(7, 12)}) {
+    auto st = Status(ref);
+    ASSERT_TRUE(st.has_image()) << ref;
+    EXPECT_EQ(st.image().id(), id) << ref;
+    EXPECT_GT(st.image().size(), 0u);
+    EXPECT_THAT(st.image().repo_tags(), ::testing::Contains(Ref("test/busybox:v1")));
+    EXPECT_THAT(st.image().repo_digests(), ::testing::Contains(Ref("test/busybox@" + digest_)));
+    EXPECT_TRUE(st.info().count("info"));
+  }
+  // Layers were unpacked: the file of layer 2, busybox of layer 1, the whiteout in
+  // overlayfs form (a 0/0 character device) for the file layer 2 deleted.
+  ASSERT_FALSE(SnapshotFiles("hello").empty());
+  EXPECT_EQ(ReadFile(SnapshotFiles("hello").front()), "hello from layer 2\n");
+  ASSERT_FALSE(SnapshotFiles("busybox").empty());
+  struct stat st;
+  bool whiteout = false;
+  for (const fs::path& p : SnapshotFiles("old")) {
+    if (lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+      whiteout = true;
+    }
+  }
+  EXPECT_TRUE(whiteout);
+
+  runtime::v1::ListImagesResponse list;
+  ASSERT_TRUE(images_->ListImages(Ctx().get(), {}, &list).ok());
+  ASSERT_EQ(list.images_size(), 1);
+  EXPECT_EQ(list.images(0).id(), id);
+
+  runtime::v1::ImageFsInfoResponse fsinfo;
+  ASSERT_TRUE(images_->ImageFsInfo(Ctx().get(), {}, &fsinfo).ok());
+  ASSERT_EQ(fsinfo.image_filesystems_size(), 1);
+  EXPECT_GT(fsinfo.image_filesystems(0).used_bytes().value(), 1000000u);  // busybox is ~2 MB
+  EXPECT_GT(fsinfo.image_filesystems(0).inodes_used().value(), 3u);
+  EXPECT_FALSE(fsinfo.image_filesystems(0).fs_id().mountpoint().empty());
+
+  // Remove: gone, its blobs and snapshots collected; removing again is not an error.
+  EXPECT_GT(Blobs(), 0u);
+  runtime::v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(Ref("test/busybox:v1"));
+  runtime::v1::RemoveImageResponse rm_resp;
+  ASSERT_TRUE(images_->RemoveImage(Ctx().get(), rm, &rm_resp).ok());
+  EXPECT_FALSE(Status(id).has_image());
+  EXPECT_EQ(Blobs(), 0u);
+  EXPECT_TRUE(SnapshotFiles("hello").empty());
+  EXPECT_TRUE(images_->RemoveImage(Ctx().get(), rm, &rm_resp).ok());
+}
+
+TEST_F(ImagesTest, SecondTagIsTheSameImageAndRemovingOneTagKeepsIt) {
+  std::string id1, id2;
+  ASSERT_TRUE(Pull(Ref("test/busybox:v1"), &id1).ok());
+  ASSERT_TRUE(Pull(Ref("test/busybox@" + digest_), &id2).ok());
+  EXPECT_EQ(id1, id2);
+  runtime::v1::ListImagesResponse list;
+  ASSERT_TRUE(images_->ListImages(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.images_size(), 1);
+}
+
+TEST_F(ImagesTest, ErrorsSayWhatAndWhere) {
+  std::string id;
+  grpc::Status s = Pull(Ref("test/busybox:nope"), &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("test/busybox:nope"));
+
+  s = Pull("127.0.0.1:1/test/busybox:v1", &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("127.0.0.1:1"));
+
+  s = Pull("Not A Reference", &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+
+  // Unknown image: ImageStatus answers with no image (not an error), as the kubelet expects.
+  EXPECT_FALSE(Status(Ref("test/busybox:v1")).has_image());
+  // Nothing of the failed pulls is visible.
+  runtime::v1::ListImagesResponse list;
+  ASSERT_TRUE(images_->ListImages(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.images_size(), 0);
+}
+
+TEST_F(ImagesTest, BerthctlPullImagesInspectiRmiImagefsinfo) {
+  std::string sock = daemon_->socket().string();
+  fs::path log = tmp_.path() / "ctl.log";
+  auto [c1, pulled] = RunCommand({BERTHCTL_BIN, "--socket", sock, "pull", Ref("test/busybox:v1")},
+                                 log);
+  ASSERT_EQ(c1, 0) << pulled;
+  EXPECT_THAT(pulled, HasSubstr("Image is up to date for sha256:"));
+  EXPECT_THAT(pulled, HasSubstr("layers"));  // plain progress lines (not a terminal)
+  auto [c2, images] = RunCommand({BERTHCTL_BIN, "--socket", sock, "images"}, log);
+  EXPECT_EQ(c2, 0);
+  EXPECT_THAT(images, HasSubstr(Ref("test/busybox")));
+  EXPECT_THAT(images, HasSubstr("v1"));
+  auto [c3, inspect] = RunCommand({BERTHCTL_BIN, "--socket", sock, "inspecti",
+                                   Ref("test/busybox:v1")}, log);
+  EXPECT_EQ(c3, 0);
+  auto j = nlohmann::json::parse(inspect, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << inspect;
+  EXPECT_EQ(j["status"]["repo_tags"][0], Ref("test/busybox:v1"));
+  auto [c4, fsinfo] = RunCommand({BERTHCTL_BIN, "--socket", sock, "imagefsinfo"}, log);
+  EXPECT_EQ(c4, 0);
+  EXPECT_THAT(fsinfo, HasSubstr("used:"));
+  auto [c5, rmi] = RunCommand({BERTHCTL_BIN, "--socket", sock, "rmi", Ref("test/busybox:v1")},
+                              log);
+  EXPECT_EQ(c5, 0) << rmi;
+  auto [c6, again] = RunCommand({BERTHCTL_BIN, "--socket", sock, "rmi", Ref("test/busybox:v1")},
+                                log);
+  EXPECT_EQ(c6, 1);
+  EXPECT_THAT(again, HasSubstr("no such image"));
+}
+
+}  // namespace
+}  // namespace berth::testing

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// Debian's docker-registry on a free loopback port with its own storage, and the test image
+// tool (tests/tools/oci_image.py) to build and push images into it. Stopped by PID only.
+#pragma once
+
+#include <netinet/in.h>
+
+#include "tests/integration/daemon_harness.h"
+
+namespace berth::testing {
+
+inline int FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+inline bool CanConnectTcp(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+class Registry {
+ public:
+  explicit Registry(fs::path dir) : dir_(std::move(dir)) {}
+  ~Registry() { Stop(); }
+
+  bool Start() {
+    port_ = FreeLoopbackPort();
+    fs::create_directories(dir_ / "storage");
+    WriteFile(dir_ / "config.yml",
+              "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " +
+                  (dir_ / "storage").string() +
+                  "\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:" +
+                  std::to_string(port_) + "\n");
+    pid_ = Spawn({"/usr/bin/docker-registry", "serve", (dir_ / "config.yml").string()},
+                 dir_ / "registry.log");
+    for (int i = 0; i < 1000; ++i) {
+      if (CanConnectTcp(port_)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  void Stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    if (!WaitExit(pid_, std::chrono::seconds(5))) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+  // Builds an image with tests/tools/oci_image.py and pushes it; returns the manifest
+  // digest (empty on failure, with the tool's output in *log_out).
+  std::string Push(const std::vector<std::string>& args, std::string* log_out = nullptr) {
+    std::vector<std::string> argv = {"/usr/bin/python3", BERTH_SOURCE_DIR "/tests/tools/oci_image.py",
+                                     "push", "--registry", host()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto [code, out] = RunCommand(argv, dir_ / "push.log");
+    if (log_out != nullptr) *log_out = out;
+    if (code != 0) return "";
+    size_t p = out.rfind("sha256:");
+    return p == std::string::npos ? "" : out.substr(p, 71);
+  }
+
+ private:
+  fs::path dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace berth::testing
