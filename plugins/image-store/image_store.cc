@@ -136,10 +136,6 @@ sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out)
   auto content = ContentStore::Open(fs::path(host.RootDir()) / "content");
   if (!content.ok()) return ToSdk(content.status());
   s->content_ = std::move(*content);
-  RegistryClient::Options opts;
-  opts.hosts_dir = s->hosts_dir_;
-  opts.progress_timeout = s->progress_timeout_;
-  s->client_ = std::make_unique<RegistryClient>(opts);
   s->CollectGarbage();  // also removes what a crash left half-unpacked
   *out = std::move(s);
   return sdk::Status::Ok();
@@ -313,6 +309,14 @@ absl::StatusOr<std::string> ImageStore::DoPull(
     const Reference& ref, const Credentials& creds,
     const std::function<void(std::string_view)>& progress) {
   std::shared_lock<std::shared_mutex> gc_guard(gc_mu_);
+  // The registry client (libcurl, and OpenSSL behind it) starts at the first pull: a node
+  // that pulls nothing does not pay for TLS in memory.
+  std::call_once(client_once_, [this] {
+    RegistryClient::Options opts;
+    opts.hosts_dir = hosts_dir_;
+    opts.progress_timeout = progress_timeout_;
+    client_ = std::make_unique<RegistryClient>(opts);
+  });
   auto resolved = client_->Resolve(ref, creds);
   if (!resolved.ok()) return resolved.status();
   // The manifest (and index) are content too: verify and keep them.

@@ -60,7 +60,8 @@ class ImageStore {
   int max_downloads_ = 3;
   std::chrono::seconds progress_timeout_{60};
   std::unique_ptr<ContentStore> content_;
-  std::unique_ptr<RegistryClient> client_;
+  std::once_flag client_once_;
+  std::unique_ptr<RegistryClient> client_;  // made at the first pull
   sdk::Iface<berth_snapshotter_v1> snapshotter_;
 
   // Pulls hold it shared; garbage collection exclusive (it must not remove what an

@@ -9,6 +9,7 @@
 //   std::unique_ptr<berth::conformance::SnapshotterUnderTest> StartMine(
 //       const std::filesystem::path& dir, std::string* error) { ... }
 //
+//   using berth::conformance::SnapshotterConformance;
 //   INSTANTIATE_TEST_SUITE_P(Mine, SnapshotterConformance,
 //       ::testing::Values(berth::conformance::SnapshotterConformanceParam{"mine", &StartMine}),
 //       berth::conformance::SnapshotterConformanceName);
