@@ -86,7 +86,8 @@ typedef struct berth_snapshotter_v1 {
   berth_str (*name)(void* instance);
   /* Creates active snapshot `key` on committed `parent` (empty: none) and writes its
    * mounts. labels_json: a JSON object of strings, or empty. ALREADY_EXISTS, NOT_FOUND
-   * (parent), INVALID_ARGUMENT (key, labels). */
+   * (parent), FAILED_PRECONDITION (parent not committed), INVALID_ARGUMENT (key: empty,
+   * over 256 bytes, NUL or not UTF-8; labels). */
   int32_t (*prepare)(void* instance, berth_str key, berth_str parent, berth_str labels_json,
                      berth_sink* mounts, berth_sink* err);
   /* Like prepare, for a read-only view. */
