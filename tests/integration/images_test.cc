@@ -19,10 +19,13 @@ using ::testing::HasSubstr;
 
 class ImagesTest : public ::testing::Test {
  protected:
+  virtual std::pair<std::string, std::string> RegistryLogin() { return {"", ""}; }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "berthd runs as root only";
     registry_ = std::make_unique<Registry>(tmp_.path() / "registry");
-    ASSERT_TRUE(registry_->Start()) << ReadFile(tmp_.path() / "registry" / "registry.log");
+    auto [user, password] = RegistryLogin();
+    ASSERT_TRUE(registry_->Start(user, password))
+        << ReadFile(tmp_.path() / "registry" / "registry.log");
     // Two layers: busybox, then a file added and one deleted (a whiteout).
     fs::path l1 = tmp_.path() / "layer1", l2 = tmp_.path() / "layer2";
     fs::create_directories(l1 / "bin");
@@ -35,7 +38,7 @@ class ImagesTest : public ::testing::Test {
     WriteFile(l2 / "etc" / ".wh.old", "");
     std::string log;
     digest_ = registry_->Push({"--repo", "test/busybox", "--tag", "v1", "--layer", l1.string(),
-                               "--layer", l2.string()},
+                               "--layer", l2.string(), "--user", "1000:1000"},
                               &log);
     ASSERT_FALSE(digest_.empty()) << log;
     cni_dir_ = tmp_.path() / "net.d";
@@ -58,9 +61,14 @@ class ImagesTest : public ::testing::Test {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     return c;
   }
-  grpc::Status Pull(const std::string& ref, std::string* id) {
+  grpc::Status Pull(const std::string& ref, std::string* id, const std::string& user = "",
+                    const std::string& password = "") {
     runtime::v1::PullImageRequest req;
     req.mutable_image()->set_image(ref);
+    if (!user.empty()) {
+      req.mutable_auth()->set_username(user);
+      req.mutable_auth()->set_password(password);
+    }
     runtime::v1::PullImageResponse resp;
     grpc::Status s = images_->PullImage(Ctx().get(), req, &resp);
     *id = resp.image_ref();
@@ -118,6 +126,8 @@ TEST_F(ImagesTest, PullInspectListRemoveThroughTheCriSocket) {
     ASSERT_TRUE(st.has_image()) << ref;
     EXPECT_EQ(st.image().id(), id) << ref;
     EXPECT_GT(st.image().size(), 0u);
+    ASSERT_TRUE(st.image().has_uid());  // from the config's User "1000:1000"
+    EXPECT_EQ(st.image().uid().value(), 1000);
     EXPECT_THAT(st.image().repo_tags(), ::testing::Contains(Ref("test/busybox:v1")));
     EXPECT_THAT(st.image().repo_digests(), ::testing::Contains(Ref("test/busybox@" + digest_)));
     EXPECT_TRUE(st.info().count("info"));
@@ -219,6 +229,76 @@ TEST_F(ImagesTest, BerthctlPullImagesInspectiRmiImagefsinfo) {
                                 log);
   EXPECT_EQ(c6, 1);
   EXPECT_THAT(again, HasSubstr("no such image"));
+}
+
+TEST_F(ImagesTest, DockerSchema2AndZstdLayersToo) {
+  std::string log;
+  std::string d = registry_->Push({"--repo", "test/docker", "--tag", "v1", "--format", "docker",
+                                   "--busybox"},
+                                  &log);
+  ASSERT_FALSE(d.empty()) << log;
+  std::string z = registry_->Push({"--repo", "test/zstd", "--tag", "v1", "--busybox",
+                                   "--layer", (tmp_.path() / "layer2").string(), "--compression",
+                                   "zstd,none"},
+                                  &log);
+  ASSERT_FALSE(z.empty()) << log;
+  std::string id1, id2;
+  grpc::Status s = Pull(Ref("test/docker:v1"), &id1);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  s = Pull(Ref("test/zstd:v1"), &id2);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(id1, id2);
+  EXPECT_TRUE(Status(Ref("test/docker:v1")).has_image());
+  EXPECT_TRUE(Status(Ref("test/zstd@" + z)).has_image());
+}
+
+TEST_F(ImagesTest, CorruptLayerFailsThePullAndLeavesNoImage) {
+  // Flip bytes inside the second layer's blob in the registry's own storage.
+  nlohmann::json manifest = nlohmann::json::parse(ReadFile(registry_->BlobFile(digest_)));
+  std::string layer = manifest["layers"][1]["digest"];
+  fs::path blob = registry_->BlobFile(layer);
+  std::string bytes = ReadFile(blob);
+  ASSERT_GT(bytes.size(), 40u);
+  for (size_t i = 20; i < 30; ++i) bytes[i] ^= 0x5a;
+  WriteFile(blob, bytes);
+  std::string id;
+  grpc::Status s = Pull(Ref("test/busybox:v1"), &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(layer));
+  EXPECT_FALSE(Status(Ref("test/busybox:v1")).has_image());
+  runtime::v1::ListImagesResponse list;
+  ASSERT_TRUE(images_->ListImages(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.images_size(), 0);
+  // And berthd still serves.
+  runtime::v1::ImageFsInfoResponse fsinfo;
+  EXPECT_TRUE(images_->ImageFsInfo(Ctx().get(), {}, &fsinfo).ok());
+}
+
+class AuthImagesTest : public ImagesTest {
+ protected:
+  std::pair<std::string, std::string> RegistryLogin() override { return {"alice", "s3cret"}; }
+};
+
+TEST_F(AuthImagesTest, CredentialsFromTheCriAuthConfig) {
+  std::string id;
+  grpc::Status s = Pull(Ref("test/busybox:v1"), &id);
+  EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+              s.error_code() == grpc::StatusCode::PERMISSION_DENIED)
+      << s.error_code() << " " << s.error_message();
+  s = Pull(Ref("test/busybox:v1"), &id, "alice", "wrong");
+  EXPECT_TRUE(s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+              s.error_code() == grpc::StatusCode::PERMISSION_DENIED)
+      << s.error_code() << " " << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr(registry_->host()));
+  s = Pull(Ref("test/busybox:v1"), &id, "alice", "s3cret");
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(Status(id).has_image());
+  // berthctl --creds does the same.
+  auto [code, out] =
+      RunCommand({BERTHCTL_BIN, "--socket", daemon_->socket().string(), "--creds",
+                  "alice:s3cret", "pull", Ref("test/busybox:v1")},
+                 tmp_.path() / "ctl.log");
+  EXPECT_EQ(code, 0) << out;
 }
 
 }  // namespace

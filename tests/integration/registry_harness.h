@@ -39,14 +39,26 @@ class Registry {
   explicit Registry(fs::path dir) : dir_(std::move(dir)) {}
   ~Registry() { Stop(); }
 
-  bool Start() {
+  // With user set, the registry requires basic auth (an htpasswd file made by htpasswd).
+  bool Start(const std::string& user = "", const std::string& password = "") {
     port_ = FreeLoopbackPort();
     fs::create_directories(dir_ / "storage");
+    std::string auth;
+    if (!user.empty()) {
+      auto [code, out] = RunCommand({"/usr/bin/htpasswd", "-Bbn", user, password},
+                                    dir_ / "htpasswd.out");
+      if (code != 0) return false;
+      WriteFile(dir_ / "htpasswd", out.substr(0, out.find('\n') + 1));
+      auth = "auth:\n  htpasswd:\n    realm: berth-test\n    path: " +
+             (dir_ / "htpasswd").string() + "\n";
+      user_ = user;
+      password_ = password;
+    }
     WriteFile(dir_ / "config.yml",
               "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " +
                   (dir_ / "storage").string() +
                   "\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:" +
-                  std::to_string(port_) + "\n");
+                  std::to_string(port_) + "\n" + auth);
     pid_ = Spawn({"/usr/bin/docker-registry", "serve", (dir_ / "config.yml").string()},
                  dir_ / "registry.log");
     for (int i = 0; i < 1000; ++i) {
@@ -65,6 +77,11 @@ class Registry {
     pid_ = -1;
   }
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The file holding a blob in the registry's storage.
+  fs::path BlobFile(const std::string& digest) const {
+    std::string hex = digest.substr(7);
+    return dir_ / "storage/docker/registry/v2/blobs/sha256" / hex.substr(0, 2) / hex / "data";
+  }
   int port() const { return port_; }
 
   // Builds an image with tests/tools/oci_image.py and pushes it; returns the manifest
@@ -72,6 +89,12 @@ class Registry {
   std::string Push(const std::vector<std::string>& args, std::string* log_out = nullptr) {
     std::vector<std::string> argv = {"/usr/bin/python3", BERTH_SOURCE_DIR "/tests/tools/oci_image.py",
                                      "push", "--registry", host()};
+    if (!user_.empty()) {
+      for (const std::string& a : {std::string("--username"), user_, std::string("--password"),
+                                   password_}) {
+        argv.push_back(a);
+      }
+    }
     argv.insert(argv.end(), args.begin(), args.end());
     auto [code, out] = RunCommand(argv, dir_ / "push.log");
     if (log_out != nullptr) *log_out = out;
@@ -84,6 +107,7 @@ class Registry {
   fs::path dir_;
   int port_ = 0;
   pid_t pid_ = -1;
+  std::string user_, password_;
 };
 
 }  // namespace berth::testing
