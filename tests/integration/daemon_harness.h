@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,8 +42,12 @@ inline void WriteFile(const fs::path& p, const std::string& text) {
 // Runs argv with stdout+stderr into `log`; returns the child's pid. `as_uid` >= 0 drops to
 // that uid/gid first.
 inline pid_t Spawn(const std::vector<std::string>& argv, const fs::path& log, int as_uid = -1) {
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    // If the test process dies (a crash, a timeout kill), so does what it started.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(125);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
