@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugins/image-store/image_store.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,19 +29,6 @@ sdk::Status ToSdk(const absl::Status& s) {
 
 absl::Status FromSdk(const sdk::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 0xf];
-  }
-  return out;
 }
 
 // The key a reference is recorded under: "domain/repo@digest" or "domain/repo:tag".
@@ -172,7 +158,7 @@ sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string
     }
   }
   // Concurrent pulls of the same reference with the same credentials share one pull.
-  std::string key = RefKey(*ref) + "\n" + Sha256Hex(auth_json);
+  std::string key = RefKey(*ref) + "\n" + ComputeDigest("sha256", auth_json);
   std::shared_future<absl::StatusOr<std::string>> shared;
   std::promise<absl::StatusOr<std::string>> mine;
   bool leader = false;
@@ -377,7 +363,7 @@ absl::StatusOr<std::string> ImageStore::DoPull(
   std::vector<std::string> chain;
   for (size_t i = 0; i < diff_ids.size(); ++i) {
     chain.push_back(i == 0 ? diff_ids[0]
-                           : "sha256:" + Sha256Hex(chain[i - 1] + " " + diff_ids[i]));
+                           : ComputeDigest("sha256", chain[i - 1] + " " + diff_ids[i]));
   }
 
   // Downloads run in parallel (max_concurrent_downloads); layers are applied in order as
