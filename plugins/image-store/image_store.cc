@@ -176,8 +176,13 @@ sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string
   if (leader) {
     absl::StatusOr<std::string> result = DoPull(*ref, creds, progress);
     mine.set_value(result);
-    std::lock_guard<std::mutex> lock(inflight_mu_);
-    pulls_inflight_.erase(key);
+    {
+      std::lock_guard<std::mutex> lock(inflight_mu_);
+      pulls_inflight_.erase(key);
+    }
+    // What a failed pull fetched or unpacked is referenced by no image: give the space back
+    // now (a disk-full pull must not leave the disk full).
+    if (!result.ok()) CollectGarbage(/*only_if_idle=*/true);
   }
   const absl::StatusOr<std::string>& r = shared.get();
   if (!r.ok()) return ToSdk(r.status());
@@ -579,8 +584,13 @@ sdk::Status ImageStore::Remove(std::string_view ref_text) {
   return sdk::Status::Ok();
 }
 
-void ImageStore::CollectGarbage() {
-  std::unique_lock<std::shared_mutex> gc_guard(gc_mu_);
+void ImageStore::CollectGarbage(bool only_if_idle) {
+  std::unique_lock<std::shared_mutex> gc_guard(gc_mu_, std::defer_lock);
+  if (only_if_idle) {
+    if (!gc_guard.try_lock()) return;  // a pull is running; a later collection frees it
+  } else {
+    gc_guard.lock();
+  }
   auto images = AllImages();
   if (!images.ok()) {
     host_.Warn("garbage collection skipped: " + std::string(images.status().message()));

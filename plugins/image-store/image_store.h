@@ -52,8 +52,9 @@ class ImageStore {
   // Finds the image a reference, id or id prefix names.
   absl::StatusOr<nlohmann::json> Find(std::string_view ref);
   absl::StatusOr<std::vector<nlohmann::json>> AllImages();
-  // Removes blobs and committed snapshots that no image uses.
-  void CollectGarbage();
+  // Removes blobs and committed snapshots that no image uses. With only_if_idle, does
+  // nothing while a pull is running.
+  void CollectGarbage(bool only_if_idle = false);
 
   sdk::Host host_;
   std::string hosts_dir_;

@@ -3,6 +3,10 @@
 // docker-registry on loopback, pulled, inspected, listed and removed through berthd's CRI
 // socket exactly as the kubelet does, and through berthctl.
 #include <grpcpp/grpcpp.h>
+
+#include <cstring>
+#include <random>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -272,6 +276,59 @@ TEST_F(ImagesTest, CorruptLayerFailsThePullAndLeavesNoImage) {
   // And berthd still serves.
   runtime::v1::ImageFsInfoResponse fsinfo;
   EXPECT_TRUE(images_->ImageFsInfo(Ctx().get(), {}, &fsinfo).ok());
+}
+
+TEST_F(ImagesTest, DiskFullFailsThePullCleanlyAndBerthdKeepsServing) {
+  // A second berthd whose root is a 6 MiB tmpfs; the image has an 8 MiB random layer.
+  fs::path small = tmp_.path() / "small";
+  fs::create_directories(small / "root");
+  ASSERT_EQ(::mount("tmpfs", (small / "root").c_str(), "tmpfs", 0, "size=6m"), 0);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{small / "root"};
+  fs::path big = tmp_.path() / "big";
+  fs::create_directories(big);
+  std::string junk(8 << 20, '\0');
+  std::mt19937_64 rng(7);
+  for (size_t i = 0; i + 8 <= junk.size(); i += 8) {
+    uint64_t r = rng();
+    std::memcpy(&junk[i], &r, 8);
+  }
+  WriteFile(big / "junk", junk);
+  std::string log;
+  ASSERT_FALSE(registry_->Push({"--repo", "test/big", "--tag", "v1", "--busybox", "--layer",
+                                big.string()},
+                               &log)
+                   .empty())
+      << log;
+  Daemon d(small);
+  WriteFile(d.config(), BaseConfig(cni_dir_));
+  ASSERT_TRUE(d.Start()) << d.Log();
+  auto ch = grpc::CreateChannel("unix://" + d.socket().string(),
+                                grpc::InsecureChannelCredentials());
+  auto images = runtime::v1::ImageService::NewStub(ch);
+  runtime::v1::PullImageRequest req;
+  req.mutable_image()->set_image(Ref("test/big:v1"));
+  runtime::v1::PullImageResponse resp;
+  grpc::Status s = images->PullImage(Ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  runtime::v1::ListImagesResponse list;
+  ASSERT_TRUE(images->ListImages(Ctx().get(), {}, &list).ok()) << "berthd stopped serving";
+  EXPECT_EQ(list.images_size(), 0);
+  // The failed pull gave its space back: no blob is left.
+  size_t blobs = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(small / "root" / "io.berth.image-store", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file() && it->path().parent_path().filename() == "sha256") ++blobs;
+  }
+  EXPECT_EQ(blobs, 0u);
+  // A smaller image still pulls on what is left.
+  req.mutable_image()->set_image(Ref("test/busybox:v1"));
+  s = images->PullImage(Ctx().get(), req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  d.Stop();
 }
 
 class AuthImagesTest : public ImagesTest {
