@@ -174,6 +174,16 @@ TEST_F(BerthdTest, SocketIsRootOnlyAndRemovedOnSigterm) {
   EXPECT_THAT(daemon_->Log(), HasSubstr("berthd stopped"));
 }
 
+TEST_F(BerthdTest, SigintStopsCleanlyToo) {
+  WriteConfig(BaseConfig(cni_dir_));
+  ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+  auto status = daemon_->Stop(SIGINT);
+  ASSERT_TRUE(status.has_value()) << "berthd did not stop on SIGINT";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_FALSE(fs::exists(daemon_->socket()));
+  EXPECT_THAT(daemon_->Log(), HasSubstr("received SIGINT"));
+}
+
 TEST_F(BerthdTest, SecondDaemonOnTheSameSocketOrRootRefusesNamingTheHolder) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();

@@ -465,6 +465,11 @@ int main(int argc, char** argv) {
     }
   }
   if (opts.command.empty()) return Usage("no command given");
+  for (const char* no_args : {"version", "info", "plugins", "imagefsinfo"}) {
+    if (opts.command == no_args && !opts.args.empty()) {
+      return Usage(opts.command + " takes no arguments (got " + opts.args[0] + ")");
+    }
+  }
   berth::ctl::Client client(opts);
   if (opts.command == "version") return client.Version();
   if (opts.command == "info") return client.Info();
