@@ -155,6 +155,20 @@ TEST_F(ImagesTest, PullInspectListRemoveThroughTheCriSocket) {
   ASSERT_EQ(list.images_size(), 1);
   EXPECT_EQ(list.images(0).id(), id);
 
+  {
+    auto ctx = Ctx();
+    auto stream = images_->StreamImages(ctx.get(), {});
+    runtime::v1::StreamImagesResponse batch;
+    int streamed = 0;
+    while (stream->Read(&batch)) streamed += batch.images_size();
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(streamed, 1);
+  }
+  runtime::v1::ListImagesRequest filtered;
+  filtered.mutable_filter()->mutable_image()->set_image(Ref("test/busybox:nope"));
+  ASSERT_TRUE(images_->ListImages(Ctx().get(), filtered, &list).ok());
+  EXPECT_EQ(list.images_size(), 0);
+
   runtime::v1::ImageFsInfoResponse fsinfo;
   ASSERT_TRUE(images_->ImageFsInfo(Ctx().get(), {}, &fsinfo).ok());
   ASSERT_EQ(fsinfo.image_filesystems_size(), 1);
