@@ -201,7 +201,10 @@ sdk::Status CriPlugin::Start() {
 
 void CriPlugin::Stop() {
   if (!server_) return;
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Calls in flight are cancelled at once (their handlers still run to the end: a removal
+  // or a pull is not cut in the middle); waiting longer would only wait for idle client
+  // connections, which the kubelet keeps open.
+  server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();
   server_.reset();
 }
