@@ -505,9 +505,18 @@ absl::StatusOr<nlohmann::json> ImageStore::Find(std::string_view ref_text) {
     if (!v->has_value()) return absl::NotFoundError("no image " + ref);
     return nlohmann::json::parse(**v, nullptr, false);
   };
-  // An image id, full or an unambiguous prefix (with or without "sha256:").
-  std::string hex = ref.rfind("sha256:", 0) == 0 ? ref.substr(7) : ref;
-  if (IsHex(hex) && (hex.size() == 64 || ref.rfind("sha256:", 0) == 0 || hex.size() >= 3)) {
+  // A name first (as docker does: an image called "cafe" is not an id prefix), then an
+  // image id, full or an unambiguous prefix of at least 3 hex digits, "sha256:" optional.
+  bool full_id = ref.rfind("sha256:", 0) == 0;
+  auto parsed = full_id ? absl::StatusOr<Reference>(absl::InvalidArgumentError(""))
+                        : ParseReference(ref);
+  if (parsed.ok()) {
+    auto named = txn->Get(kRefs, RefKey(*parsed));
+    if (!named.ok()) return FromSdk(named.status());
+    if (named->has_value()) return load(**named);
+  }
+  std::string hex = full_id ? ref.substr(7) : ref;
+  if (IsHex(hex) && (full_id || hex.size() >= 3)) {
     std::vector<std::string> ids;
     sdk::Status s = txn->Scan(kImages, "sha256:" + hex, [&](std::string_view k, std::string_view) {
       ids.emplace_back(k);
@@ -518,16 +527,10 @@ absl::StatusOr<nlohmann::json> ImageStore::Find(std::string_view ref_text) {
     if (ids.size() > 1) {
       return absl::FailedPreconditionError("image id prefix " + ref + " is ambiguous");
     }
-    if (hex.size() == 64 || ref.rfind("sha256:", 0) == 0) {
-      return absl::NotFoundError("no image " + ref);
-    }
   }
-  auto parsed = ParseReference(ref);
-  if (!parsed.ok()) return parsed.status();
-  auto id = txn->Get(kRefs, RefKey(*parsed));
-  if (!id.ok()) return FromSdk(id.status());
-  if (!id->has_value()) return absl::NotFoundError("no image " + RefKey(*parsed));
-  return load(**id);
+  if (!parsed.ok() && !full_id) return parsed.status();
+  if (full_id) return absl::NotFoundError("no image " + ref);
+  return absl::NotFoundError("no image " + RefKey(*parsed));
 }
 
 sdk::Result<std::string> ImageStore::ImageStatus(std::string_view ref) {
@@ -561,11 +564,11 @@ sdk::Status ImageStore::Remove(std::string_view ref_text) {
     if (!txn.ok()) return txn.status();
     // A tag removes that tag only, unless it was the last name of the image.
     auto parsed = ParseReference(ref);
-    bool by_tag = parsed.ok() && parsed->digest.empty() && ref.rfind("sha256:", 0) != 0 &&
-                  !IsHex(ref);
     nlohmann::json& tags = (*img)["repo_tags"];
-    if (by_tag && tags.is_array() && tags.size() > 1) {
-      std::string tag = RefKey(*parsed);
+    std::string tag = parsed.ok() && parsed->digest.empty() ? RefKey(*parsed) : "";
+    bool by_tag = !tag.empty() && tags.is_array() &&
+                  std::find(tags.begin(), tags.end(), tag) != tags.end();
+    if (by_tag && tags.size() > 1) {
       tags.erase(std::remove(tags.begin(), tags.end(), tag), tags.end());
       if (sdk::Status s = txn->Delete(kRefs, tag); !s.ok()) return s;
       if (sdk::Status s = txn->Put(kImages, id, img->dump()); !s.ok()) return s;

@@ -189,13 +189,46 @@ TEST_F(ImagesTest, PullInspectListRemoveThroughTheCriSocket) {
 }
 
 TEST_F(ImagesTest, SecondTagIsTheSameImageAndRemovingOneTagKeepsIt) {
-  std::string id1, id2;
+  // Tag the same manifest as v2 in the registry (GET it, PUT it back under the new tag).
+  fs::path manifest = tmp_.path() / "manifest.json";
+  std::string url = "http://" + registry_->host() + "/v2/test/busybox/manifests/";
+  auto [g, gout] = RunCommand({"/usr/bin/curl", "-sf", "-o", manifest.string(), "-H",
+                               "Accept: application/vnd.oci.image.manifest.v1+json",
+                               url + digest_},
+                              tmp_.path() / "curl.log");
+  ASSERT_EQ(g, 0) << gout;
+  auto [p, pout] = RunCommand({"/usr/bin/curl", "-sf", "-X", "PUT", "-H",
+                               "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                               "--data-binary", "@" + manifest.string(), url + "v2"},
+                              tmp_.path() / "curl.log");
+  ASSERT_EQ(p, 0) << pout;
+
+  std::string id1, id2, id3;
   ASSERT_TRUE(Pull(Ref("test/busybox:v1"), &id1).ok());
-  ASSERT_TRUE(Pull(Ref("test/busybox@" + digest_), &id2).ok());
+  ASSERT_TRUE(Pull(Ref("test/busybox:v2"), &id2).ok());
+  ASSERT_TRUE(Pull(Ref("test/busybox@" + digest_), &id3).ok());
   EXPECT_EQ(id1, id2);
+  EXPECT_EQ(id1, id3);
   runtime::v1::ListImagesResponse list;
   ASSERT_TRUE(images_->ListImages(Ctx().get(), {}, &list).ok());
-  EXPECT_EQ(list.images_size(), 1);
+  ASSERT_EQ(list.images_size(), 1);
+  EXPECT_EQ(list.images(0).repo_tags_size(), 2);
+
+  // Removing one tag keeps the image under the other.
+  runtime::v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(Ref("test/busybox:v1"));
+  runtime::v1::RemoveImageResponse rm_resp;
+  ASSERT_TRUE(images_->RemoveImage(Ctx().get(), rm, &rm_resp).ok());
+  auto st = Status(Ref("test/busybox:v2"));
+  ASSERT_TRUE(st.has_image());
+  EXPECT_THAT(st.image().repo_tags(), ::testing::ElementsAre(Ref("test/busybox:v2")));
+  EXPECT_FALSE(Status(Ref("test/busybox:v1")).has_image());
+  EXPECT_FALSE(SnapshotFiles("hello").empty());  // still unpacked
+  // Removing by id removes it whatever its names.
+  rm.mutable_image()->set_image(id1);
+  ASSERT_TRUE(images_->RemoveImage(Ctx().get(), rm, &rm_resp).ok());
+  EXPECT_FALSE(Status(Ref("test/busybox:v2")).has_image());
+  EXPECT_FALSE(Status(Ref("test/busybox@" + digest_)).has_image());
 }
 
 TEST_F(ImagesTest, ErrorsSayWhatAndWhere) {
