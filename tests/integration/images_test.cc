@@ -280,6 +280,14 @@ TEST_F(ImagesTest, BerthctlPullImagesInspectiRmiImagefsinfo) {
                                 log);
   EXPECT_EQ(c6, 1);
   EXPECT_THAT(again, HasSubstr("no such image"));
+  // On a terminal (script(1) gives it a pty): a progress bar redrawn in place.
+  std::string cmd = std::string(BERTHCTL_BIN) + " --socket " + sock + " pull " +
+                    Ref("test/busybox:v1");
+  auto [c7, tty] = RunCommand({"/usr/bin/script", "-qec", cmd, "/dev/null"}, log);
+  EXPECT_EQ(c7, 0) << tty;
+  EXPECT_THAT(tty, HasSubstr("\r["));
+  EXPECT_THAT(tty, ::testing::MatchesRegex("(.|\n|\r)*[0-9]/2 layers(.|\n|\r)*"));
+  EXPECT_THAT(tty, HasSubstr("Image is up to date for sha256:"));
 }
 
 TEST_F(ImagesTest, DockerSchema2AndZstdLayersToo) {

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: Apache-2.0
+// Interop smoke test: berth's ttrpc client against Debian's containerd-shim-runc-v2 (Go
+// ttrpc). Starts the shim with the shim v2 `start` command (CLI-flag protocol of
+// containerd <= 2.2), calls Task/Connect, State (an error status), an unknown method, then
+// Task/Shutdown, and finally runs the shim's `delete` command. Needs root (the shim puts
+// its socket under /run/containerd/s); skipped otherwise.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "berth/ttrpc/client.h"
+#include "google/protobuf/empty.pb.h"
+#include "gtest/gtest.h"
+#include "shim/task/v2/shim.pb.h"
+
+extern char** environ;
+
+namespace berth::ttrpc {
+namespace {
+
+constexpr char kShim[] = "/usr/bin/containerd-shim-runc-v2";
+constexpr char kTask[] = "containerd.task.v2.Task";
+
+struct RunResult {
+  int exit_code = -1;  // -1: did not exit normally (killed, timed out)
+  std::string out;
+};
+
+// Runs the shim binary with `args` in `cwd`, stdin from /dev/null, stdout captured and
+// stderr passed through. Kills only the child it forked if it outlives `timeout`.
+RunResult RunShim(const std::vector<std::string>& args, const std::string& cwd,
+                  const std::vector<std::string>& extra_env, absl::Duration timeout) {
+  RunResult result;
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return result;
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
+  for (const auto& e : extra_env) env_store.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_store = {kShim};
+  argv_store.insert(argv_store.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return result;
+  }
+  if (pid == 0) {
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(out[1], 1) < 0 ||
+        ::chdir(cwd.c_str()) != 0) {
+      ::_exit(127);
+    }
+    ::execve(kShim, argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[4096];
+  while (true) {
+    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (wait_ms <= 0) break;
+    pollfd p{out[0], POLLIN, 0};
+    int rc = ::poll(&p, 1, wait_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) break;
+    ssize_t n = ::read(out[0], buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    result.out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  while (true) {
+    pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) return result;
+    if (absl::Now() > deadline) {
+      ::kill(pid, SIGKILL);  // our own child only
+      ::waitpid(pid, &status, 0);
+      return result;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
+}
+
+std::string ReadFileOr(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool ProcessAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+// The shim daemon's command line holds our unique id; only then may the test kill it.
+bool IsOurShim(pid_t pid, const std::string& id) {
+  std::string cmdline = ReadFileOr(absl::StrCat("/proc/", pid, "/cmdline"));
+  for (char& c : cmdline) {
+    if (c == '\0') c = ' ';
+  }
+  return cmdline.find("containerd-shim-runc-v2") != std::string::npos &&
+         cmdline.find(absl::StrCat(" ", id, " ")) != std::string::npos;
+}
+
+std::string ParseAddress(std::string out) {
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (!out.empty() && out.front() == '{') {  // {"version":..,"address":"..","protocol":..}
+    std::size_t k = out.find("\"address\"");
+    if (k == std::string::npos) return "";
+    std::size_t q1 = out.find('"', out.find(':', k) + 1);
+    std::size_t q2 = out.find('"', q1 + 1);
+    if (q1 == std::string::npos || q2 == std::string::npos) return "";
+    return out.substr(q1 + 1, q2 - q1 - 1);
+  }
+  return out;
+}
+
+TEST(ShimInteropTest, ConnectAndShutdownRuncV2Shim) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: the shim creates /run/containerd/s";
+  if (::access(kShim, X_OK) != 0) GTEST_SKIP() << kShim << " not installed";
+
+  // The shim creates /run/containerd/{s,runc/<namespace>}: remove them afterwards unless a
+  // containerd was already using that directory.
+  const bool had_containerd_dir = std::filesystem::exists("/run/containerd");
+  struct RunDirCleanup {
+    bool keep;
+    ~RunDirCleanup() {
+      std::error_code ec;
+      if (!keep) std::filesystem::remove_all("/run/containerd", ec);
+    }
+  } run_dir_cleanup{had_containerd_dir};
+  char tmpl[] = "/tmp/berth-shim-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  const std::string id = absl::StrCat("berth-ttrpc-interop-", ::getpid());
+  const std::string ns = "berth-test";
+  const std::string bundle = root + "/" + id;  // the shim expects <dir>/<id>
+  ASSERT_EQ(::mkdir(bundle.c_str(), 0700), 0);
+  std::ofstream(bundle + "/config.json") << R"({"ociVersion":"1.0.2"})";
+  std::ofstream(bundle + "/runtime") << "runc";
+  ASSERT_EQ(::mkfifo((bundle + "/log").c_str(), 0600), 0);
+  // The shim daemon writes its log to this fifo; a reader must exist for it to open it.
+  int log_fd = ::open((bundle + "/log").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(log_fd, 0);
+
+  const std::string containerd_address = root + "/containerd.sock";  // never listened on
+  const std::vector<std::string> env = {
+      absl::StrCat("TTRPC_ADDRESS=", containerd_address, ".ttrpc")};
+  const std::vector<std::string> common = {
+      "-namespace", ns, "-id", id, "-address", containerd_address, "-publish-binary", "/bin/true"};
+
+  std::vector<std::string> start_args = common;
+  start_args.push_back("start");
+  RunResult start = RunShim(start_args, bundle, env, absl::Seconds(20));
+  std::string address = ParseAddress(start.out);
+  pid_t shim_pid = 0;
+  std::string socket_path;
+  EXPECT_EQ(start.exit_code, 0) << "shim start output: " << start.out;
+  EXPECT_FALSE(address.empty()) << "shim start printed no address";
+  if (start.exit_code == 0 && !address.empty()) {
+    socket_path = address.substr(0, 7) == "unix://" ? address.substr(7) : address;
+    auto client = Client::Connect(address, absl::Seconds(5));
+    ASSERT_TRUE(client.ok()) << client.status();
+
+    containerd::task::v2::ConnectRequest connect;
+    connect.set_id(id);
+    auto resp =
+        (*client)
+            ->Call<containerd::task::v2::ConnectRequest, containerd::task::v2::ConnectResponse>(
+                kTask, "Connect", connect, absl::Now() + absl::Seconds(10));
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    shim_pid = static_cast<pid_t>(resp->shim_pid());
+    EXPECT_GT(shim_pid, 1);
+    EXPECT_TRUE(IsOurShim(shim_pid, id)) << "shim_pid " << shim_pid;
+    EXPECT_EQ(resp->task_pid(), 0u);  // no task created
+
+    // A Go ttrpc error status arrives with its code: no container has been created.
+    containerd::task::v2::StateRequest state;
+    state.set_id(id);
+    auto st =
+        (*client)->Call<containerd::task::v2::StateRequest, containerd::task::v2::StateResponse>(
+            kTask, "State", state, absl::Now() + absl::Seconds(10));
+    EXPECT_FALSE(st.ok());
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kNotFound) << st.status();
+
+    auto unknown = (*client)->CallRaw(kTask, "NoSuchMethod", "", absl::Now() + absl::Seconds(10));
+    EXPECT_EQ(unknown.status().code(), absl::StatusCode::kUnimplemented) << unknown.status();
+
+    containerd::task::v2::ShutdownRequest shutdown;
+    shutdown.set_id(id);
+    auto down = (*client)->Call<containerd::task::v2::ShutdownRequest, google::protobuf::Empty>(
+        kTask, "Shutdown", shutdown, absl::Now() + absl::Seconds(10));
+    // The shim may exit before its reply is flushed, as containerd also tolerates.
+    EXPECT_TRUE(down.ok() || down.status().code() == absl::StatusCode::kUnavailable)
+        << down.status();
+    (*client)->Close();
+  }
+
+  if (shim_pid > 1) {
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (ProcessAlive(shim_pid) && IsOurShim(shim_pid, id) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (ProcessAlive(shim_pid) && IsOurShim(shim_pid, id)) {
+      ADD_FAILURE() << "shim " << shim_pid << " still running 10s after Shutdown; killing it";
+      ::kill(shim_pid, SIGKILL);
+    }
+  }
+
+  std::vector<std::string> delete_args = common;
+  delete_args.insert(delete_args.end(), {"-bundle", bundle, "delete"});
+  RunResult del = RunShim(delete_args, bundle, env, absl::Seconds(20));
+  EXPECT_EQ(del.exit_code, 0);
+  containerd::task::v2::DeleteResponse deleted;
+  EXPECT_TRUE(deleted.ParseFromString(del.out)) << "delete printed " << del.out.size() << " bytes";
+
+  std::string log(65536, '\0');
+  ssize_t n = ::read(log_fd, log.data(), log.size());
+  log.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  ::close(log_fd);
+  if (HasFailure()) std::cerr << "shim log:\n" << log << "\n";
+  std::error_code ec;
+  if (!socket_path.empty() && socket_path.rfind("/run/containerd/s/", 0) == 0) {
+    std::filesystem::remove(socket_path, ec);  // normally already removed by the shim
+  }
+  std::filesystem::remove_all(root, ec);
+}
+
+}  // namespace
+}  // namespace berth::ttrpc
