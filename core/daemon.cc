@@ -420,6 +420,8 @@ int DaemonMain(int argc, char** argv) {
     sd_notify(0, "STOPPING=1");
     break;
   }
+  // Tell plugins first, so long work (a pull) can end before the services are stopped.
+  events.Publish("/berthd/stopping", "{}");
   registry.Stop();
   ::unlink(config.socket.c_str());
   spdlog::info("berthd stopped");

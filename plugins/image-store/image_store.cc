@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "plugins/common/plugin_util.h"
 #include "plugins/image-store/content/unpack.h"
+#include "plugins/image-store/registry/http.h"
 
 namespace berth::image {
 namespace {
@@ -73,7 +74,11 @@ absl::StatusOr<fs::path> WritableDir(const std::string& mounts_json) {
 
 }  // namespace
 
-ImageStore::~ImageStore() = default;
+ImageStore::~ImageStore() {
+  if (stopping_subscription_ != 0) {
+    host_.raw()->unsubscribe(host_.raw()->ctx, stopping_subscription_);
+  }
+}
 
 sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out) {
   auto config = plugins::LoadConfig(
@@ -123,6 +128,16 @@ sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out)
   if (!content.ok()) return ToSdk(content.status());
   s->content_ = std::move(*content);
   s->CollectGarbage();  // also removes what a crash left half-unpacked
+  // When berthd stops, pulls in flight end at once instead of holding the daemon up.
+  if (BERTH_HAS_MEMBER(host.raw(), berth_host, subscribe)) {
+    s->stopping_subscription_ = host.raw()->subscribe(
+        host.raw()->ctx, "/berthd/stopping",
+        [](void* user, berth_str, berth_str) {
+          static_cast<ImageStore*>(user)->stopping_ = true;
+          CancelAllTransfers();
+        },
+        s.get());
+  }
   *out = std::move(s);
   return sdk::Status::Ok();
 }
@@ -400,6 +415,10 @@ absl::StatusOr<std::string> ImageStore::DoPull(
   for (size_t i = 0; i < layers.size() && failure.ok(); ++i) {
     failure = downloads[i].get();
     if (!failure.ok()) break;
+    if (stopping_) {
+      failure = absl::CancelledError("pull cancelled: berthd is stopping");
+      break;
+    }
     failure = ApplyLayer(layers[i], diff_ids[i], chain[i], i == 0 ? "" : chain[i - 1]);
     ++layers_done;
     report(true);

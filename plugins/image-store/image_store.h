@@ -57,6 +57,8 @@ class ImageStore {
   void CollectGarbage(bool only_if_idle = false);
 
   sdk::Host host_;
+  uint64_t stopping_subscription_ = 0;
+  std::atomic<bool> stopping_{false};  // berthd is stopping: pulls end with CANCELLED
   std::string hosts_dir_;
   int max_downloads_ = 3;
   std::chrono::seconds progress_timeout_{60};

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstring>
+#include <future>
 #include <random>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -384,6 +385,34 @@ TEST_F(ImagesTest, DiskFullFailsThePullCleanlyAndBerthdKeepsServing) {
   s = images->PullImage(Ctx().get(), req, &resp);
   EXPECT_TRUE(s.ok()) << s.error_message();
   d.Stop();
+}
+
+TEST_F(ImagesTest, SigtermDuringAStalledPullStopsBerthdPromptly) {
+  // A "registry" that accepts connections and never answers: the pull would wait for its
+  // one-minute progress timeout.
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(lfd, 8), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string host = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto puller = std::async(std::launch::async, [&] {
+    std::string id;
+    return Pull(host + "/stalled/image:v1", &id);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto t0 = std::chrono::steady_clock::now();
+  auto status = daemon_->Stop(SIGTERM);
+  auto took = std::chrono::steady_clock::now() - t0;
+  ::close(lfd);
+  ASSERT_TRUE(status.has_value()) << "berthd did not stop within 10 s";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_LT(took, std::chrono::seconds(5));
+  grpc::Status s = puller.get();
+  EXPECT_FALSE(s.ok());
 }
 
 class AuthImagesTest : public ImagesTest {

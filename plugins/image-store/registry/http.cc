@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -36,11 +37,18 @@ struct Transfer {
   curl_off_t last_bytes = -1;
   std::chrono::steady_clock::time_point last_progress = std::chrono::steady_clock::now();
   bool stalled = false;
+  bool cancelled = false;
 };
+
+std::atomic<bool> g_cancel_all{false};
 
 // libcurl calls this at least once a second, also while no data flows.
 int OnProgress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
   auto* t = static_cast<Transfer*>(user);
+  if (g_cancel_all.load(std::memory_order_relaxed)) {
+    t->cancelled = true;
+    return 1;  // aborts with CURLE_ABORTED_BY_CALLBACK
+  }
   auto now = std::chrono::steady_clock::now();
   if (dlnow + ulnow != t->last_bytes) {
     t->last_bytes = dlnow + ulnow;
@@ -185,6 +193,8 @@ std::string OriginOf(std::string_view url) {
   return absl::StrCat(scheme, "://", authority);
 }
 
+void CancelAllTransfers() { g_cancel_all.store(true); }
+
 HttpClient::HttpClient() {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
@@ -307,6 +317,10 @@ absl::StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& request) {
       t.response.status = code;
       t.response.url = url;
       return std::move(t.response);
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK && t.cancelled) {
+      return absl::CancelledError(absl::StrCat("transfer from ", OriginOf(url),
+                                               " cancelled: berthd is stopping"));
     }
     if (rc == CURLE_ABORTED_BY_CALLBACK && t.stalled) rc = CURLE_OPERATION_TIMEDOUT;
     if (rc != CURLE_OK) {

@@ -64,6 +64,10 @@ struct HttpResponse {
 std::string OriginOf(std::string_view url);
 
 // Pools libcurl easy handles (each keeps its connections alive) for concurrent transfers.
+// Aborts every transfer in flight and every later one with CANCELLED (for daemon shutdown:
+// a pull must not hold berthd up until its stall timeout).
+void CancelAllTransfers();
+
 class HttpClient {
  public:
   HttpClient();

@@ -81,7 +81,9 @@ typedef struct berth_host {
   int32_t (*store_commit)(berth_txn* txn, berth_sink* err);
   void (*store_abort)(berth_txn* txn);
 
-  /* Publishes an event (payload is usually JSON) on `topic` ("/containers/create"). */
+  /* Publishes an event (payload is usually JSON) on `topic` ("/containers/create").
+   * berthd itself publishes "/berthd/stopping" before it stops any plugin: a plugin doing
+   * long work (a pull) should subscribe and end it. */
   int32_t (*publish)(berth_host_ctx* ctx, const char* topic, berth_str payload,
                      berth_sink* err);
 
