@@ -270,10 +270,11 @@ else
 fi
 
 stop_berthd "$LOG1"
-if grep -q "\[$PLUGIN_ID\] stopped: events written so far: 1" "$LOG1"; then
-  pass "first stop: the plugin wrote 1 event"
+# Two events: its own /event-journal/started, and berthd's /berthd/stopping.
+if grep -q "\[$PLUGIN_ID\] stopped: events written so far: 2" "$LOG1"; then
+  pass "first stop: the plugin wrote 2 events (started, /berthd/stopping)"
 else
-  fail "first stop: no \"stopped: events written so far: 1\" in berthd's log"
+  fail "first stop: no \"stopped: events written so far: 2\" in berthd's log"
   show "$LOG1"
 fi
 
@@ -281,17 +282,18 @@ fi
 LOG2="$TMP/berthd-2.log"
 start_berthd "$LOG2"
 PID2=$BERTHD_PID
-if wait_for_line "$LOG2" "\[$PLUGIN_ID\] .*events written so far: 1\$"; then
-  pass "restart: the counter persisted (events written so far: 1)"
+if wait_for_line "$LOG2" "\[$PLUGIN_ID\] .*events written so far: 2\$"; then
+  pass "restart: the counter persisted (events written so far: 2)"
 else
-  fail "restart: no \"events written so far: 1\" in berthd's log"
+  fail "restart: no \"events written so far: 2\" in berthd's log"
   show "$LOG2"
 fi
-if wait_for_line "$JOURNAL" "$(started_line_re "$PID2")" && [[ $(wc -l <"$JOURNAL") -eq 2 ]] &&
-  grep -Eq "$(started_line_re "$PID1")" <(head -n 1 "$JOURNAL"); then
-  pass "restart: the journal was appended to (2 lines, pids $PID1 then $PID2)"
+if wait_for_line "$JOURNAL" "$(started_line_re "$PID2")" && [[ $(wc -l <"$JOURNAL") -eq 3 ]] &&
+  grep -Eq "$(started_line_re "$PID1")" <(head -n 1 "$JOURNAL") &&
+  grep -q '"topic":"/berthd/stopping"' <(sed -n 2p "$JOURNAL"); then
+  pass "restart: the journal was appended to (started $PID1, /berthd/stopping, started $PID2)"
 else
-  fail "restart: expected 2 journal lines (pids $PID1, $PID2)"
+  fail "restart: expected 3 journal lines (started $PID1, /berthd/stopping, started $PID2)"
   show "$JOURNAL"
 fi
 stop_berthd "$LOG2"
