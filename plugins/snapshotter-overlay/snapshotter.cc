@@ -11,11 +11,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <utility>
 
 #include "berth/mount.hpp"
+#include "berth/unique_fd.hpp"
 #include "plugins/common/plugin_util.h"
 
 namespace berth::overlay {
@@ -167,45 +169,47 @@ struct TreeUsage {
   int64_t inodes = 0;  // each inode once (hard links are counted once)
 };
 
-// Adds what is below directory `fd` (closed here) on the same mount to `u`.
-sdk::Status SumTree(int fd, dev_t dev, const std::string& path,
-                    std::set<std::pair<dev_t, uint64_t>>* seen, TreeUsage* u) {
+// Calls fn(name, stx) for every entry of directory `fd` (closed here), in name order;
+// entries removed while we walk are skipped. Stops at fn's first error and returns it.
+sdk::Status ForEachEntry(int fd, const std::string& path,
+                         const std::function<sdk::Status(const std::string&,
+                                                         const struct statx&)>& fn) {
+  sdk::UniqueFd dir(fd);
   int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) {
-    sdk::Status s = sdk::ErrnoToStatus(errno, "dup directory fd of " + path);
-    ::close(fd);
-    return s;
-  }
+  if (dup_fd < 0) return sdk::ErrnoToStatus(errno, "dup directory fd of " + path);
   auto names = ReadDir(dup_fd, path);
-  if (!names.ok()) {
-    ::close(fd);
-    return names.status();
-  }
-  sdk::Status result;
+  if (!names.ok()) return names.status();
   for (const std::string& name : *names) {
     struct statx stx {};
     if (StatxAt(fd, name.c_str(), &stx) != 0) {
       if (errno == ENOENT) continue;  // removed while we walk
-      result = sdk::ErrnoToStatus(errno, "stat " + path + "/" + name);
-      break;
+      return sdk::ErrnoToStatus(errno, "stat " + path + "/" + name);
     }
+    sdk::Status s = fn(name, stx);
+    if (!s.ok()) return s;
+  }
+  return sdk::Status::Ok();
+}
+
+// Adds what is below directory `fd` (closed here) on the same mount to `u`.
+sdk::Status SumTree(int fd, dev_t dev, const std::string& path,
+                    std::set<std::pair<dev_t, uint64_t>>* seen, TreeUsage* u) {
+  return ForEachEntry(fd, path, [&](const std::string& name, const struct statx& stx) {
     bool dir = S_ISDIR(stx.stx_mode);
-    if (dir && IsMountRoot(stx, dev)) continue;  // another filesystem: not ours to count
-    if (!dir && stx.stx_nlink > 1 && !seen->insert({dev, stx.stx_ino}).second) continue;
+    if (dir && IsMountRoot(stx, dev)) return sdk::Status::Ok();  // another filesystem
+    if (!dir && stx.stx_nlink > 1 && !seen->insert({dev, stx.stx_ino}).second) {
+      return sdk::Status::Ok();  // a hard link counted already
+    }
     u->size += static_cast<int64_t>(stx.stx_blocks) * 512;
     u->inodes += 1;
-    if (!dir) continue;
+    if (!dir) return sdk::Status::Ok();
     int child = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (child < 0) {
-      if (errno == ENOENT) continue;
-      result = sdk::ErrnoToStatus(errno, "open " + path + "/" + name);
-      break;
+      if (errno == ENOENT) return sdk::Status::Ok();
+      return sdk::ErrnoToStatus(errno, "open " + path + "/" + name);
     }
-    result = SumTree(child, dev, path + "/" + name, seen, u);
-    if (!result.ok()) break;
-  }
-  ::close(fd);
-  return result;
+    return SumTree(child, dev, path + "/" + name, seen, u);
+  });
 }
 
 // The usage of the tree at `path`, its root included, without following symlinks or
@@ -230,49 +234,26 @@ sdk::Result<TreeUsage> DiskUsage(const std::string& path) {
 // Empties directory `fd` (closed here). Refuses to descend into another mount: a failed
 // unmount is never followed by a recursive delete of what is still mounted.
 sdk::Status EmptyDir(int fd, dev_t dev, const std::string& path) {
-  int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) {
-    sdk::Status s = sdk::ErrnoToStatus(errno, "dup directory fd of " + path);
-    ::close(fd);
-    return s;
-  }
-  auto names = ReadDir(dup_fd, path);
-  if (!names.ok()) {
-    ::close(fd);
-    return names.status();
-  }
-  sdk::Status result;
-  for (const std::string& name : *names) {
-    struct statx stx {};
-    if (StatxAt(fd, name.c_str(), &stx) != 0) {
-      if (errno == ENOENT) continue;
-      result = sdk::ErrnoToStatus(errno, "stat " + path + "/" + name);
-      break;
+  return ForEachEntry(fd, path, [&](const std::string& name, const struct statx& stx) {
+    if (!S_ISDIR(stx.stx_mode)) {
+      if (::unlinkat(fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+        return sdk::ErrnoToStatus(errno, "remove " + path + "/" + name);
+      }
+      return sdk::Status::Ok();
     }
-    if (S_ISDIR(stx.stx_mode)) {
-      if (IsMountRoot(stx, dev)) {
-        result = sdk::FailedPrecondition(path + "/" + name +
-                                         " is a mount point; unmount it, then remove " + path);
-        break;
-      }
-      int child = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (child < 0) {
-        result = sdk::ErrnoToStatus(errno, "open " + path + "/" + name);
-        break;
-      }
-      result = EmptyDir(child, dev, path + "/" + name);
-      if (!result.ok()) break;
-      if (::unlinkat(fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-        result = sdk::ErrnoToStatus(errno, "remove directory " + path + "/" + name);
-        break;
-      }
-    } else if (::unlinkat(fd, name.c_str(), 0) != 0 && errno != ENOENT) {
-      result = sdk::ErrnoToStatus(errno, "remove " + path + "/" + name);
-      break;
+    if (IsMountRoot(stx, dev)) {
+      return sdk::FailedPrecondition(path + "/" + name +
+                                     " is a mount point; unmount it, then remove " + path);
     }
-  }
-  ::close(fd);
-  return result;
+    int child = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (child < 0) return sdk::ErrnoToStatus(errno, "open " + path + "/" + name);
+    sdk::Status s = EmptyDir(child, dev, path + "/" + name);
+    if (!s.ok()) return s;
+    if (::unlinkat(fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return sdk::ErrnoToStatus(errno, "remove directory " + path + "/" + name);
+    }
+    return sdk::Status::Ok();
+  });
 }
 
 // Removes the tree at `path` (absent is fine) without crossing into other mounts.
