@@ -23,21 +23,11 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/test_support.h"
+
 namespace berth::testing {
 
 namespace fs = std::filesystem;
-
-inline std::string ReadFile(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-inline void WriteFile(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p) << text;
-}
 
 // Runs argv with stdout+stderr into `log`; returns the child's pid. `as_uid` >= 0 drops to
 // that uid/gid first.
@@ -104,22 +94,6 @@ inline std::pair<int, std::string> RunCommand(const std::vector<std::string>& ar
   }
   return {WIFEXITED(*st) ? WEXITSTATUS(*st) : 128 + WTERMSIG(*st), ReadFile(log)};
 }
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-it-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // One berthd on its own root/state/socket.
 class Daemon {

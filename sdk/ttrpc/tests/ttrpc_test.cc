@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "shim/task/v2/shim.pb.h"
 #include "shim/ttrpc/request.pb.h"
+#include "tests/support/test_support.h"
 
 namespace berth::ttrpc {
 namespace {
@@ -122,21 +123,9 @@ TEST(FrameTest, OversizedEncodeIsRejected) {
 }
 
 // A temporary directory under /tmp/berth-*, removed with its contents.
-class TempDir {
+class TempDir : public berth::testing::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-ttrpc-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    if (p != nullptr) path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : berth::testing::TempDir("ttrpc") {}
 };
 
 constexpr char kService[] = "berth.test.Echo";
@@ -145,7 +134,7 @@ class LoopbackTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    socket_ = dir_.path() + "/ttrpc.sock";
+    socket_ = dir_.File("ttrpc.sock");
     server_ = std::make_unique<Server>();
     server_->Register(kService, "Echo",
                       [](const std::string& payload,
@@ -371,14 +360,14 @@ TEST_F(LoopbackTest, ClientCloseFailsPendingCalls) {
 TEST(ClientTest, ConnectTimesOutWhenNoServer) {
   TempDir dir;
   absl::Time start = absl::Now();
-  auto client = Client::Connect(dir.path() + "/none.sock", absl::Milliseconds(200));
+  auto client = Client::Connect(dir.File("none.sock"), absl::Milliseconds(200));
   EXPECT_EQ(client.status().code(), absl::StatusCode::kDeadlineExceeded) << client.status();
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
 }
 
 TEST(ClientTest, ConnectWaitsForLateServer) {
   TempDir dir;
-  std::string path = dir.path() + "/late.sock";
+  std::string path = dir.File("late.sock");
   Server server;
   server.Register(
       kService, "Echo",

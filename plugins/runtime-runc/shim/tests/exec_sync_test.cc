@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/test_support.h"
 
 namespace berth::shim {
 namespace {
@@ -23,23 +24,10 @@ namespace {
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-// A /tmp/berth-XXXXXX directory, removed on destruction.
-class TempDir {
+// A /tmp/berth-exec-sync-XXXXXX directory, removed on destruction.
+class TempDir : public berth::testing::TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/berth-exec-sync-XXXXXX";
-    char* p = ::mkdtemp(tmpl);
-    if (p != nullptr) path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : berth::testing::TempDir("exec-sync") {}
 };
 
 ExecSyncOptions Sh(const std::string& script, milliseconds timeout = milliseconds(0)) {
@@ -291,10 +279,10 @@ TEST(ExecSyncTest, PathLookupEnvAndCwd) {
   ExecSyncOptions o;
   o.argv = {"sh", "-c", "echo \"$FOO\"; pwd"};
   o.env = {"FOO=bar baz", "PATH=/usr/bin:/bin"};
-  o.cwd = dir.path();
+  o.cwd = dir.str();
   auto r = ExecSync(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->stdout_data, "bar baz\n" + dir.path() + "\n");
+  EXPECT_EQ(r->stdout_data, "bar baz\n" + dir.str() + "\n");
 }
 
 TEST(ExecSyncTest, NoFdLeakOver50Runs) {
