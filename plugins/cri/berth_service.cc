@@ -2,11 +2,11 @@
 #include "plugins/cri/berth_service.h"
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <thread>
 
 #include "nlohmann/json.hpp"
+#include "plugins/cri/image_service.h"
 
 namespace berth::cri {
 namespace {
@@ -74,10 +74,7 @@ grpc::Status BerthServiceImpl::PullImageWithProgress(
     if (queue->done) break;
   }
   puller.join();  // the pull finishes even if berthctl went away: it is shared work
-  if (code != BERTH_OK) {
-    if (code < 0 || code > BERTH_UNAUTHENTICATED) code = BERTH_INTERNAL;
-    return grpc::Status(static_cast<grpc::StatusCode>(code), "pull " + ref + ": " + error);
-  }
+  if (code != BERTH_OK) return ToGrpc(code, "pull " + ref + ": " + error);
   berth::v1::PullProgress final_message;
   final_message.set_image_ref(id);
   if (!client_gone) writer->Write(final_message);

@@ -8,12 +8,6 @@
 namespace berth::cri {
 namespace {
 
-grpc::Status ToGrpc(int32_t code, const std::string& message) {
-  if (code == BERTH_OK) return grpc::Status::OK;
-  if (code < 0 || code > BERTH_UNAUTHENTICATED) code = BERTH_INTERNAL;
-  return grpc::Status(static_cast<grpc::StatusCode>(code), message);
-}
-
 // Fills a CRI Image from the image store's JSON object.
 void FillImage(const nlohmann::json& j, runtime::v1::Image* img) {
   img->set_id(j.value("id", ""));
@@ -38,6 +32,12 @@ void FillImage(const nlohmann::json& j, runtime::v1::Image* img) {
 }
 
 }  // namespace
+
+grpc::Status ToGrpc(int32_t code, const std::string& message) {
+  if (code == BERTH_OK) return grpc::Status::OK;
+  if (code < 0 || code > BERTH_UNAUTHENTICATED) code = BERTH_INTERNAL;
+  return grpc::Status(static_cast<grpc::StatusCode>(code), message);
+}
 
 ImageServiceImpl::ImageServiceImpl(sdk::Iface<berth_image_store_v1> store)
     : store_(std::move(store)) {}

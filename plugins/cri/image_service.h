@@ -7,6 +7,10 @@
 
 namespace berth::cri {
 
+// A plugin's status code (google.rpc.Code values) as a gRPC status; codes outside that range
+// become INTERNAL.
+grpc::Status ToGrpc(int32_t code, const std::string& message);
+
 // CRI ImageService over the image store plugin (berth.image_store.v1).
 class ImageServiceImpl final : public runtime::v1::ImageService::Service {
  public:

@@ -12,30 +12,13 @@
 #include <random>
 
 #include "cri/v1/api.grpc.pb.h"
+#include "tests/bench/bench_util.h"
 #include "tests/integration/registry_harness.h"
 
 namespace berth::bench {
 namespace {
 
 using namespace berth::testing;  // NOLINT(build/namespaces)
-
-long StatusField(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-double P99(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, v.size() * 99 / 100)];
-}
 
 // A layer directory of `mib` MiB: half random bytes (incompressible), half text.
 void MakeLayer(const fs::path& dir, int index, int mib) {
@@ -96,7 +79,7 @@ int Main(int argc, char** argv) {
   auto channel = grpc::CreateChannel("unix://" + daemon.socket().string(),
                                      grpc::InsecureChannelCredentials());
   auto stub = runtime::v1::ImageService::NewStub(channel);
-  long rss_before = StatusField(daemon.pid(), "VmRSS");
+  long rss_before = ProcField(daemon.pid(), "status", "VmRSS");
 
   runtime::v1::PullImageRequest req;
   req.mutable_image()->set_image(registry.host() + "/bench/big:v1");
@@ -109,7 +92,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "pull failed: %s\n%s\n", s.error_message().c_str(), daemon.Log().c_str());
     return 1;
   }
-  long hwm = StatusField(daemon.pid(), "VmHWM");
+  long hwm = ProcField(daemon.pid(), "status", "VmHWM");
   double mb = 5.0 * layer_mib * 1048576 / 1e6;
   std::printf("pull + unpack, 5 layers x %d MiB (gzip, half incompressible), local registry\n",
               layer_mib);
@@ -153,10 +136,10 @@ int Main(int argc, char** argv) {
     listed = lresp.images_size();
   }
   std::printf("CRI latency with %zu images (200 calls each)\n", listed);
-  std::printf("  ImageStatus   median %6.2f ms  p99 %6.2f ms\n", Median(status_ms), P99(status_ms));
-  std::printf("  ListImages    median %6.2f ms  p99 %6.2f ms\n", Median(list_ms), P99(list_ms));
+  std::printf("  ImageStatus   median %6.2f ms  p99 %6.2f ms\n", Summarize(status_ms).median, Summarize(status_ms).p99);
+  std::printf("  ListImages    median %6.2f ms  p99 %6.2f ms\n", Summarize(list_ms).median, Summarize(list_ms).p99);
   std::printf("  berthd RSS with %zu images: %.1f MiB\n", listed,
-              StatusField(daemon.pid(), "VmRSS") / 1024.0);
+              ProcField(daemon.pid(), "status", "VmRSS") / 1024.0);
   return 0;
 }
 

@@ -11,30 +11,13 @@
 #include <numeric>
 
 #include "cri/v1/api.grpc.pb.h"
+#include "tests/bench/bench_util.h"
 #include "tests/integration/daemon_harness.h"
 
 namespace berth::bench {
 namespace {
 
 using namespace berth::testing;  // NOLINT(build/namespaces)
-
-long SmapsField(pid_t pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-struct Stats {
-  double median, min, max;
-};
-
-Stats Summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.front(), v.back()};
-}
 
 int Main(int argc, char** argv) {
   int runs = 10;
@@ -85,8 +68,8 @@ int Main(int argc, char** argv) {
       return 1;
     }
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    rss_kib.push_back(SmapsField(pid, "Rss"));
-    pss_kib.push_back(SmapsField(pid, "Pss"));
+    rss_kib.push_back(ProcField(pid, "smaps_rollup", "Rss"));
+    pss_kib.push_back(ProcField(pid, "smaps_rollup", "Pss"));
     listen_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     version_ms.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
     kill(pid, SIGTERM);
