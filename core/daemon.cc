@@ -213,6 +213,16 @@ absl::Status MakeDir(const fs::path& dir, mode_t mode) {
   return absl::OkStatus();
 }
 
+// What the host tables reach: the configuration, the store, the event bus, the registry.
+void WireServices(HostServices& services, const Config& config, Store* store, EventBus* events,
+                  Registry* registry) {
+  services.config = config;
+  services.store = store;
+  services.events = events;
+  services.registry = registry;
+  services.version = BERTH_VERSION;
+}
+
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "berthd: %s\n", std::string(s.message()).c_str());
   return 1;
@@ -297,16 +307,13 @@ int DaemonMain(int argc, char** argv) {
       ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::Open(scratch / "metadata.db"));
       EventBus events;
       HostServices services;
-      services.config = config;
-      services.config.root = scratch / "root";
-      services.config.state = scratch / "state";
-      for (const fs::path& d : {services.config.root, services.config.state}) {
+      Config scratch_config = config;
+      scratch_config.root = scratch / "root";
+      scratch_config.state = scratch / "state";
+      for (const fs::path& d : {scratch_config.root, scratch_config.state}) {
         RETURN_IF_ERROR(MakeDir(d, 0700));
       }
-      services.store = store.get();
-      services.events = &events;
-      services.registry = &registry;
-      services.version = BERTH_VERSION;
+      WireServices(services, scratch_config, store.get(), &events, &registry);
       absl::Status s = registry.Start(
           *order, [&services](Plugin* p) { return MakeHostContext(p, &services); },
           &HostTableOf, /*start_services=*/false);
@@ -349,11 +356,7 @@ int DaemonMain(int argc, char** argv) {
   if (!store.ok()) return Fail(store.status());
   EventBus events;
   HostServices services;
-  services.config = config;
-  services.store = store->get();
-  services.events = &events;
-  services.registry = &registry;
-  services.version = BERTH_VERSION;
+  WireServices(services, config, store->get(), &events, &registry);
 
   // Every thread started from here on (plugins, gRPC) inherits this mask, so the signals
   // reach only the sigwait below.
