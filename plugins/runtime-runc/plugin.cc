@@ -22,6 +22,13 @@ class RuncPlugin {
     return handlers_.Add(name, options, "binary", "runc", {"root", "systemd_cgroup"});
   }
   sdk::Readiness HandlerStatus(std::string_view name) { return handlers_.Status(name); }
+  sdk::Status ShimCall(std::string_view, std::string_view, std::string_view, std::string_view,
+                       std::string_view, uint64_t, std::string*) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  }
+  sdk::Status Control(std::string_view, std::string_view, std::string*) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  }
 
  private:
   explicit RuncPlugin(sdk::Host host) : host_(host) {}

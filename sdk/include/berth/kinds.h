@@ -140,6 +140,20 @@ typedef struct berth_runtime_v1 {
                          berth_sink* err);
   /* status() of one handler: is its runtime binary usable? Same JSON as status(). */
   int32_t (*handler_status)(void* instance, berth_str name, berth_sink* out, berth_sink* err);
+  /* since 1.1: tasks, through the pod's shim (the shim v2 Task API; see docs/shim.md). */
+  /* One ttrpc call on the shim that serves `sandbox_id`. `service` is
+   * "containerd.task.v2.Task" or an extension service of the shim ("berth.shim.v1.Shim"),
+   * `method` one of its methods, `request` and `response` serialized protobuf messages. A
+   * Task/Create starts the sandbox's shim through `handler` (or finds the running one) and
+   * records the task; a Task/Delete forgets it; the plugin follows every task it knows and
+   * publishes its exit on the host event bus (topic "/runtime/task-exit", JSON). timeout_ms
+   * 0: the plugin's default deadline. Errors keep the shim's status code and message. */
+  int32_t (*shim_call)(void* instance, berth_str handler, berth_str sandbox_id,
+                       berth_str service, berth_str method, berth_str request,
+                       uint64_t timeout_ms, berth_sink* response, berth_sink* err);
+  /* Plugin-level operations with JSON in and out ("tasks", "remove_sandbox"; docs/shim.md). */
+  int32_t (*control)(void* instance, berth_str op, berth_str request_json, berth_sink* out,
+                     berth_sink* err);
 } berth_runtime_v1;
 
 #ifdef __cplusplus

@@ -506,6 +506,10 @@ const berth_cgroup_driver_v1* CgroupDriverTable() {
 
 // T: Readiness Status(); Status AddHandler(std::string_view name, std::string_view json);
 //    Readiness HandlerStatus(std::string_view name);
+//    Status ShimCall(std::string_view handler, std::string_view sandbox_id,
+//                    std::string_view service, std::string_view method,
+//                    std::string_view request, uint64_t timeout_ms, std::string* response);
+//    Status Control(std::string_view op, std::string_view request_json, std::string* out);
 template <typename T>
 const berth_runtime_v1* RuntimeTable() {
   static const berth_runtime_v1 table = {
@@ -518,6 +522,26 @@ const berth_runtime_v1* RuntimeTable() {
         return Guard(err, [&] {
           Write(out, static_cast<T*>(inst)->HandlerStatus(View(name)).ToJson());
           return Status::Ok();
+        });
+      },
+      [](void* inst, berth_str handler, berth_str sandbox_id, berth_str service,
+         berth_str method, berth_str request, uint64_t timeout_ms, berth_sink* response,
+         berth_sink* err) {
+        return Guard(err, [&] {
+          std::string out;
+          Status s = static_cast<T*>(inst)->ShimCall(View(handler), View(sandbox_id),
+                                                     View(service), View(method),
+                                                     View(request), timeout_ms, &out);
+          if (s.ok()) Write(response, out);
+          return s;
+        });
+      },
+      [](void* inst, berth_str op, berth_str request_json, berth_sink* out, berth_sink* err) {
+        return Guard(err, [&] {
+          std::string result;
+          Status s = static_cast<T*>(inst)->Control(View(op), View(request_json), &result);
+          if (s.ok()) Write(out, result);
+          return s;
         });
       },
   };

@@ -67,8 +67,11 @@ static int32_t fake_handler_status(void* instance, berth_str name, berth_sink* o
   return fake_status(instance, out, err);
 }
 
-static const berth_runtime_v1 kRuntime = {sizeof(berth_runtime_v1), fake_status,
-                                          fake_add_handler, fake_handler_status};
+/* A runtime table from before tasks (shim_call, control): consumers check struct_size. */
+static const berth_runtime_v1 kRuntime = {.struct_size = offsetof(berth_runtime_v1, shim_call),
+                                          .status = fake_status,
+                                          .add_handler = fake_add_handler,
+                                          .handler_status = fake_handler_status};
 
 static int32_t fake_init(const berth_host* host, void** instance, berth_sink* err) {
   static const char msg[] = "fake refuses on purpose";
