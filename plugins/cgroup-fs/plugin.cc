@@ -46,6 +46,13 @@ class CgroupFsPlugin {
     return sdk::Readiness::Ready();
   }
   std::string_view DriverName() const { return "cgroupfs"; }
+  sdk::Result<std::string> CgroupPath(std::string_view, std::string_view) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  }
+  sdk::Result<std::string> Stats(std::string_view) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  }
+  sdk::Status Remove(std::string_view) { return sdk::Status(BERTH_UNIMPLEMENTED, "not yet"); }
 
  private:
   CgroupFsPlugin(sdk::Host host, std::string root) : host_(host), root_(std::move(root)) {}

@@ -32,6 +32,13 @@ class SystemdPlugin {
   }
   sdk::Readiness Status() { return sdk::Readiness::Ready(); }
   std::string_view DriverName() const { return "systemd"; }
+  sdk::Result<std::string> CgroupPath(std::string_view, std::string_view) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet");
+  }
+  sdk::Result<std::string> Stats(std::string_view) {
+    return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet");
+  }
+  sdk::Status Remove(std::string_view) { return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet"); }
 
  private:
   explicit SystemdPlugin(sdk::Host host) : host_(host) {}

@@ -126,6 +126,21 @@ typedef struct berth_cgroup_driver_v1 {
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
   /* The kubelet's name for this driver: "cgroupfs" or "systemd". */
   berth_str (*driver_name)(void* instance);
+  /* since 1.1: cgroups of pods and containers (docs/cgroups.md). */
+  /* The OCI linux.cgroupsPath for process group `id` (a sandbox or container id) under the
+   * kubelet's `cgroup_parent` (PodSandboxConfig.linux.cgroup_parent, in this driver's
+   * syntax; empty: the driver's default parent). INVALID_ARGUMENT naming what is wrong. */
+  int32_t (*cgroup_path)(void* instance, berth_str cgroup_parent, berth_str id, berth_sink* out,
+                         berth_sink* err);
+  /* Statistics of the cgroup at `cgroups_path` (as returned by cgroup_path), JSON:
+   * {"timestamp_ns","cpu":{"usage_ns","user_ns","system_ns"},"memory":{"usage_bytes",
+   * "working_set_bytes","rss_bytes","page_faults","major_page_faults","limit_bytes",
+   * "oom_kills"},"pids":{"current","limit"}}; absent figures are left out. NOT_FOUND when
+   * the cgroup does not exist. */
+  int32_t (*stats)(void* instance, berth_str cgroups_path, berth_sink* out, berth_sink* err);
+  /* Removes the cgroup (in every hierarchy) when it exists and holds no process; OK when it
+   * does not exist; FAILED_PRECONDITION naming a pid when processes remain. */
+  int32_t (*remove)(void* instance, berth_str cgroups_path, berth_sink* err);
 } berth_cgroup_driver_v1;
 
 /* ---- runtime: an OCI runtime handler (RuntimeClass handler) ---- */

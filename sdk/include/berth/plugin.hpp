@@ -496,11 +496,33 @@ const berth_network_v1* NetworkTable() {
 }
 
 // T: Readiness Status(); std::string_view DriverName() const (static storage);
+//    Result<std::string> CgroupPath(std::string_view parent, std::string_view id);
+//    Result<std::string> Stats(std::string_view cgroups_path);
+//    Status Remove(std::string_view cgroups_path);
 template <typename T>
 const berth_cgroup_driver_v1* CgroupDriverTable() {
   static const berth_cgroup_driver_v1 table = {
       sizeof(berth_cgroup_driver_v1), &StatusThunk<T>,
-      [](void* inst) { return Str(static_cast<T*>(inst)->DriverName()); }};
+      [](void* inst) { return Str(static_cast<T*>(inst)->DriverName()); },
+      [](void* inst, berth_str parent, berth_str id, berth_sink* out, berth_sink* err) {
+        return Guard(err, [&] {
+          Result<std::string> path = static_cast<T*>(inst)->CgroupPath(View(parent), View(id));
+          if (!path.ok()) return path.status();
+          Write(out, *path);
+          return Status::Ok();
+        });
+      },
+      [](void* inst, berth_str path, berth_sink* out, berth_sink* err) {
+        return Guard(err, [&] {
+          Result<std::string> stats = static_cast<T*>(inst)->Stats(View(path));
+          if (!stats.ok()) return stats.status();
+          Write(out, *stats);
+          return Status::Ok();
+        });
+      },
+      [](void* inst, berth_str path, berth_sink* err) {
+        return Guard(err, [&] { return static_cast<T*>(inst)->Remove(View(path)); });
+      }};
   return &table;
 }
 
