@@ -10,7 +10,7 @@ fi
 
 PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates lld
   # libraries
   libgrpc++-dev libprotobuf-dev libprotoc-dev protobuf-compiler protobuf-compiler-grpc
   libboost-dev libboost-filesystem-dev libboost-system-dev
