@@ -4,7 +4,9 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "plugins/common/plugin_util.h"
 
@@ -50,6 +52,22 @@ class HandlerTable {
     return sdk::Status::Ok();
   }
 
+  // The handler declared as `name`, if any.
+  std::optional<HandlerSpec> Get(std::string_view name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handlers_.find(std::string(name));
+    if (it == handlers_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // The declared handler names, sorted, for error messages.
+  std::vector<std::string> Names() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [name, spec] : handlers_) out.push_back(name);
+    return out;
+  }
+
   // Ready when the handler's binary can be executed.
   sdk::Readiness Status(std::string_view name) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -67,7 +85,7 @@ class HandlerTable {
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, HandlerSpec> handlers_;
 };
 
