@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// The cgroupfs cgroup driver (cgroup v1, hybrid and v2). This version detects the layout.
-#include <unistd.h>
-
-#include <filesystem>
+// The cgroupfs cgroup driver (cgroup v1, hybrid and v2): registration only; the driver is
+// CgroupFs (cgroup_fs.h, docs/cgroups.md).
+#include <sys/stat.h>
 
 #include "berth/plugin.hpp"
+#include "plugins/cgroup-fs/cgroup_fs.h"
 #include "plugins/common/plugin_util.h"
+#include "plugins/common/status_convert.h"
 
 namespace berth::cgroupfs {
+namespace {
+
+using plugins::ToSdk;
+
+}  // namespace
 
 class CgroupFsPlugin {
  public:
@@ -16,11 +22,14 @@ class CgroupFsPlugin {
     if (!config.ok()) return config.status();
     auto root = plugins::StringOption(host, *config, "root", "/sys/fs/cgroup");
     if (!root.ok()) return root.status();
-    std::error_code ec;
-    if (!std::filesystem::is_directory(*root, ec)) {
+    struct stat st {};
+    if (::stat(root->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return sdk::NotApplicable("no cgroup filesystem at " + *root);
     }
-    out->reset(new CgroupFsPlugin(host, *root));
+    absl::StatusOr<CgroupFs> fs = CgroupFs::Open(*root);
+    if (!fs.ok()) return ToSdk(fs.status());
+    host.Info("cgroupfs driver: " + fs->layout().Describe());
+    out->reset(new CgroupFsPlugin(std::move(*fs)));
     return sdk::Status::Ok();
   }
 
@@ -29,35 +38,23 @@ class CgroupFsPlugin {
     return nullptr;
   }
 
-  // Ready when the controllers a pod needs are mounted: a v2 unified hierarchy, or the v1
-  // cpu, memory and pids hierarchies.
-  sdk::Readiness Status() {
-    std::error_code ec;
-    if (std::filesystem::exists(root_ + "/cgroup.controllers", ec)) return sdk::Readiness::Ready();
-    std::string missing;
-    for (const char* c : {"cpu", "memory", "pids"}) {
-      if (!std::filesystem::exists(root_ + "/" + c, ec)) missing += std::string(" ") + c;
-    }
-    if (!missing.empty()) {
-      return sdk::Readiness::NotReady("CgroupControllersMissing",
-                                      "cgroup v1 controllers not mounted under " + root_ + ":" +
-                                          missing);
-    }
-    return sdk::Readiness::Ready();
-  }
+  sdk::Readiness Status() { return fs_.Readiness(); }
   std::string_view DriverName() const { return "cgroupfs"; }
-  sdk::Result<std::string> CgroupPath(std::string_view, std::string_view) {
-    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  sdk::Result<std::string> CgroupPath(std::string_view parent, std::string_view id) {
+    absl::StatusOr<std::string> path = fs_.CgroupPath(parent, id);
+    if (!path.ok()) return ToSdk(path.status());
+    return std::move(*path);
   }
-  sdk::Result<std::string> Stats(std::string_view) {
-    return sdk::Status(BERTH_UNIMPLEMENTED, "not yet");
+  sdk::Result<std::string> Stats(std::string_view cgroups_path) {
+    absl::StatusOr<CgroupStats> stats = fs_.Stats(cgroups_path);
+    if (!stats.ok()) return ToSdk(stats.status());
+    return StatsToJson(*stats);
   }
-  sdk::Status Remove(std::string_view) { return sdk::Status(BERTH_UNIMPLEMENTED, "not yet"); }
+  sdk::Status Remove(std::string_view cgroups_path) { return ToSdk(fs_.Remove(cgroups_path)); }
 
  private:
-  CgroupFsPlugin(sdk::Host host, std::string root) : host_(host), root_(std::move(root)) {}
-  sdk::Host host_;
-  std::string root_;
+  explicit CgroupFsPlugin(CgroupFs fs) : fs_(std::move(fs)) {}
+  CgroupFs fs_;
 };
 
 }  // namespace berth::cgroupfs

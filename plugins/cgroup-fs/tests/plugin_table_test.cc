@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: Apache-2.0
+// The built plugin (.so) through its C entry point and berth_cgroup_driver_v1 table, with a
+// minimal host table that serves the configuration, over fake cgroup trees.
+#include <dlfcn.h>
+
+#include <string>
+
+#include "berth/plugin.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "plugins/cgroup-fs/tests/fake_tree.h"
+
+namespace berth::cgroupfs {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace ::berth::cgroupfs::testing;  // NOLINT(build/namespaces)
+
+// The host context: the configuration subtree the plugin reads.
+struct FakeHostCtx {
+  std::string config_json;
+  std::string log;
+};
+
+FakeHostCtx* Ctx(berth_host_ctx* ctx) { return reinterpret_cast<FakeHostCtx*>(ctx); }
+
+berth_host MakeHost(FakeHostCtx* ctx) {
+  berth_host h{};
+  h.struct_size = sizeof(h);
+  h.abi_major = BERTH_ABI_MAJOR;
+  h.abi_minor = BERTH_ABI_MINOR;
+  h.ctx = reinterpret_cast<berth_host_ctx*>(ctx);
+  h.log = [](berth_host_ctx* c, int32_t, const char* msg, size_t len) {
+    Ctx(c)->log.append(msg, len).append("\n");
+  };
+  h.log_level = [](berth_host_ctx*) -> int32_t { return BERTH_LOG_DEBUG; };
+  h.get_config = [](berth_host_ctx* c, berth_sink* out, berth_sink*) -> int32_t {
+    sdk::Write(out, Ctx(c)->config_json);
+    return BERTH_OK;
+  };
+  h.config_where = [](berth_host_ctx*, const char* key, berth_sink* out) {
+    sdk::Write(out, std::string("config.yaml:7 (") + key + ")");
+  };
+  return h;
+}
+
+class PluginTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lib_ = ::dlopen(BERTH_CGROUP_FS_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(lib_, nullptr) << ::dlerror();
+    auto entry = reinterpret_cast<berth_plugin_entry_fn>(::dlsym(lib_, "berth_plugin_entry"));
+    ASSERT_NE(entry, nullptr);
+    desc_ = entry();
+    ASSERT_STREQ(desc_->id, "io.berth.cgroup.fs");
+    ASSERT_STREQ(desc_->kind, BERTH_KIND_CGROUP_DRIVER);
+  }
+  void TearDown() override {
+    if (instance_ != nullptr) desc_->shutdown(instance_);
+    // Plugins are never unloaded (STYLE.md); nor is it here.
+  }
+
+  // Initialises the plugin with `config`; the code, and the message in *err.
+  int32_t Init(const std::string& config, std::string* err) {
+    ctx_.config_json = config;
+    host_ = MakeHost(&ctx_);
+    sdk::StringSink e;
+    int32_t code = desc_->init(&host_, &instance_, e.get());
+    *err = e.take();
+    if (code == BERTH_OK) {
+      table_ = static_cast<const berth_cgroup_driver_v1*>(
+          desc_->get_interface(instance_, BERTH_IFACE_CGROUP_DRIVER_V1));
+    }
+    return code;
+  }
+
+  void* lib_ = nullptr;
+  const berth_plugin_descriptor* desc_ = nullptr;
+  FakeHostCtx ctx_;
+  berth_host host_{};
+  void* instance_ = nullptr;
+  const berth_cgroup_driver_v1* table_ = nullptr;
+};
+
+TEST_F(PluginTableTest, V2TreeThroughTheTable) {
+  TempDir root("cgfs");
+  MakeV2Root(root.path(), "cpu memory pids");
+  WriteFile(root.path() / "kubepods/pod1/abc/memory.current", "4096\n");
+  WriteFile(root.path() / "kubepods/pod1/abc/pids.max", "20\n");
+  std::string err;
+  ASSERT_EQ(Init(R"({"root":")" + root.str() + R"("})", &err), BERTH_OK) << err;
+  ASSERT_NE(table_, nullptr);
+  EXPECT_GE(table_->struct_size, sizeof(berth_cgroup_driver_v1));
+  EXPECT_EQ(sdk::View(table_->driver_name(instance_)), "cgroupfs");
+  EXPECT_THAT(ctx_.log, HasSubstr("cgroup v2"));
+
+  sdk::StringSink status, status_err;
+  ASSERT_EQ(table_->status(instance_, status.get(), status_err.get()), BERTH_OK);
+  EXPECT_EQ(status.str(), R"({"ready":true,"reason":"","message":""})");
+
+  sdk::StringSink path, path_err;
+  ASSERT_EQ(table_->cgroup_path(instance_, sdk::Str("/kubepods/pod1"), sdk::Str("abc"), path.get(),
+                                path_err.get()),
+            BERTH_OK)
+      << path_err.str();
+  EXPECT_EQ(path.str(), "/kubepods/pod1/abc");
+
+  sdk::StringSink bad, bad_err;
+  EXPECT_EQ(table_->cgroup_path(instance_, sdk::Str("/kubepods.slice/kubepods-pod1.slice"),
+                                sdk::Str("abc"), bad.get(), bad_err.get()),
+            BERTH_INVALID_ARGUMENT);
+  EXPECT_THAT(bad_err.str(), HasSubstr("probably systemd"));
+  EXPECT_EQ(bad.str(), "");
+
+  sdk::StringSink stats, stats_err;
+  ASSERT_EQ(table_->stats(instance_, sdk::Str(path.str()), stats.get(), stats_err.get()), BERTH_OK)
+      << stats_err.str();
+  EXPECT_THAT(stats.str(), HasSubstr(R"("memory":{"usage_bytes":4096},"pids":{"limit":20}})"));
+
+  sdk::StringSink gone, gone_err;
+  EXPECT_EQ(table_->stats(instance_, sdk::Str("/kubepods/pod1/gone"), gone.get(), gone_err.get()),
+            BERTH_NOT_FOUND);
+  EXPECT_THAT(gone_err.str(), HasSubstr("/kubepods/pod1/gone"));
+
+  sdk::StringSink rm_err;
+  EXPECT_EQ(table_->remove(instance_, sdk::Str("/kubepods/pod1/never"), rm_err.get()), BERTH_OK)
+      << rm_err.str();
+}
+
+TEST_F(PluginTableTest, NotReadyWhenControllersAreMissing) {
+  TempDir root("cgfs");
+  MakeV2Root(root.path(), "cpu io");
+  std::string err;
+  ASSERT_EQ(Init(R"({"root":")" + root.str() + R"("})", &err), BERTH_OK) << err;
+  sdk::StringSink status, status_err;
+  ASSERT_EQ(table_->status(instance_, status.get(), status_err.get()), BERTH_OK);
+  EXPECT_THAT(status.str(), HasSubstr(R"("ready":false,"reason":"CgroupControllersMissing")"));
+  EXPECT_THAT(status.str(), HasSubstr("memory pids"));
+}
+
+TEST_F(PluginTableTest, MissingRootIsNotApplicable) {
+  std::string err;
+  EXPECT_EQ(Init(R"({"root":"/nonexistent/berth-cgroup"})", &err), BERTH_NOT_APPLICABLE);
+  EXPECT_THAT(err, HasSubstr("/nonexistent/berth-cgroup"));
+}
+
+TEST_F(PluginTableTest, UnknownConfigKeyIsRefused) {
+  std::string err;
+  EXPECT_EQ(Init(R"({"rooot":"/sys/fs/cgroup"})", &err), BERTH_INVALID_ARGUMENT);
+  EXPECT_THAT(err, HasSubstr("unknown key \"rooot\""));
+}
+
+}  // namespace
+}  // namespace berth::cgroupfs
