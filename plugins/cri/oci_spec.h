@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+// The OCI runtime spec (config.json) of pod sandboxes and containers, built from the
+// kubelet's CRI requests, the image config and what the CRI plugin prepared (namespace
+// paths, pod files, cgroup path). Pure and deterministic: the only system calls are reads of
+// the rootfs's /etc/passwd and /etc/group and stat(2) of mount and device sources.
+//
+// Every rejection of the request is INVALID_ARGUMENT naming the field, e.g.
+//   mounts[2].host_path "/nope": no such file or directory
+// Features berth does not implement yet (user namespaces, image volume mounts, id-mapped
+// mounts, recursive read-only mounts on a runtime without "rro") are UNIMPLEMENTED.
+//
+// Not done here (hooks in oci_spec.cc, "HOOK(security-profiles)"): seccomp, AppArmor and
+// SELinux. The specs built here carry none of them, whatever the request asks.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cri/v1/api.pb.h"
+
+namespace berth::cri {
+
+struct Rlimit {
+  std::string type;  // "RLIMIT_NOFILE"
+  uint64_t hard = 0;
+  uint64_t soft = 0;
+};
+
+// What the CRI plugin resolved before the spec is built.
+struct SpecInputs {
+  std::string sandbox_id, container_id;
+  // Host path of the mounted rootfs: /etc/passwd and /etc/group are read from it.
+  std::string rootfs_path;
+  // root.path of the spec; empty = rootfs_path (absolute). A bundle-relative "rootfs" is
+  // what runc and crun expect when the shim mounts the rootfs inside the bundle.
+  std::string spec_root_path;
+  // linux.cgroupsPath from the cgroup driver; empty leaves it out.
+  std::string cgroups_path;
+  // Namespaces to join. Sandbox: a non-empty path is joined (a pinned netns), empty creates
+  // one. Container: the sandbox's namespaces; empty creates a new one. pid_ns_path is the
+  // sandbox's pid namespace for pid mode POD, or the target container's for TARGET (then
+  // required); it is ignored for CONTAINER. Mode NODE leaves the namespace out (the host's).
+  std::string net_ns_path, ipc_ns_path, uts_ns_path, pid_ns_path;
+  // A private cgroup namespace (what runtimes do on cgroup v2 hosts).
+  bool cgroup_namespace = false;
+  // Files/dirs prepared for the pod; empty = not mounted. Containers only, except shm_path,
+  // which the sandbox mounts too (a tmpfs at /dev/shm otherwise).
+  std::string hostname_path, hosts_path, resolv_conf_path, shm_path;
+  // The node's hostname: HOSTNAME of host-network pods whose config has no hostname.
+  std::string node_hostname;
+  // The lowest oom_score_adj berthd may set (-1000 with CAP_SYS_RESOURCE, else its own
+  // value, typically 0): container and sandbox values are clamped to [min, 1000].
+  int oom_score_adj_min = -1000;
+  // berthd's capability bounding set ("CAP_CHOWN", ...). Privileged containers and "ALL"
+  // get exactly these; defaults are limited to them. Empty = every capability known here.
+  std::vector<std::string> host_capabilities;
+  // The image reference shown in io.kubernetes.cri.image-name; empty = the config's image.
+  std::string image_name;
+  // Where image config Volumes not covered by a CRI mount are bound from: each one gets
+  // <image_volumes_dir>/<ImageVolumeDirName(path)>, which the plugin must create (and fill
+  // from the image) before starting the container. Empty = image Volumes are not mounted
+  // (they stay plain directories of the writable rootfs).
+  std::string image_volumes_dir;
+  // process.rlimits; empty = inherited from the runtime (berthd's limits).
+  std::vector<Rlimit> rlimits;
+  // linux.resources.pids.limit of containers; 0 = not set (the kubelet limits the pod).
+  int64_t pids_limit = 0;
+  // The runtime knows the "rro" mount option (`runc features` lists it): without it a
+  // Mount.recursive_read_only request is UNIMPLEMENTED rather than silently not recursive.
+  bool runtime_supports_rro = false;
+};
+
+// The pause container of a pod: args from the pause image, namespaces created per the
+// sandbox's NamespaceOption (or joined when a path is given), hostname, sysctls,
+// oom_score_adj -998 (clamped), cpu shares 2, cgroupsPath.
+[[nodiscard]] absl::StatusOr<nlohmann::json> BuildSandboxSpec(
+    const runtime::v1::PodSandboxConfig& sandbox, const nlohmann::json& pause_image_config,
+    const SpecInputs& in);
+
+// A container of the pod. `image_config` is the OCI image config document (with its
+// "config" object) or that object alone.
+[[nodiscard]] absl::StatusOr<nlohmann::json> BuildContainerSpec(
+    const runtime::v1::PodSandboxConfig& sandbox, const runtime::v1::ContainerConfig& config,
+    const nlohmann::json& image_config, const SpecInputs& in);
+
+// The process object of an exec into the container whose spec is `container_spec`: its
+// process with `cmd` as args and `tty` as terminal.
+[[nodiscard]] absl::StatusOr<nlohmann::json> BuildExecProcess(const nlohmann::json& container_spec,
+                                                              const std::vector<std::string>& cmd,
+                                                              bool tty);
+
+// The signal that stops the container: ContainerConfig.stop_signal, else the image's
+// StopSignal ("SIGTERM", "TERM", "15", "SIGRTMIN+3"), else SIGTERM.
+[[nodiscard]] absl::StatusOr<int> ResolveStopSignal(const runtime::v1::ContainerConfig& config,
+                                                    const nlohmann::json& image_config);
+
+// The directory name under SpecInputs::image_volumes_dir for an image Volume path: the
+// cleaned path with "%" and "/" percent-escaped ("/var/lib/x" -> "var%2Flib%2Fx").
+[[nodiscard]] std::string ImageVolumeDirName(const std::string& container_path);
+
+// The image Volumes BuildContainerSpec binds from image_volumes_dir (cleaned paths, sorted),
+// i.e. those no CRI mount covers: the directories the plugin has to prepare.
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> ImageVolumesToMount(
+    const runtime::v1::ContainerConfig& config, const nlohmann::json& image_config);
+
+// The default capability set of containers, "CAP_"-prefixed.
+[[nodiscard]] const std::vector<std::string>& DefaultCapabilities();
+
+}  // namespace berth::cri
