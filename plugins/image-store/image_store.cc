@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "plugins/common/plugin_util.h"
+#include "plugins/common/status_convert.h"
 #include "plugins/image-store/content/unpack.h"
 #include "plugins/image-store/registry/http.h"
 
@@ -24,13 +25,8 @@ constexpr char kRefs[] = "refs";      // canonical tag or digest reference -> id
 constexpr size_t kMaxConfigBytes = 8 << 20;
 constexpr char kExtractPrefix[] = "extract-";
 
-sdk::Status ToSdk(const absl::Status& s) {
-  return sdk::Status(static_cast<int32_t>(s.code()), std::string(s.message()));
-}
-
-absl::Status FromSdk(const sdk::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
-}
+using plugins::ToSdk;
+using plugins::FromSdk;
 
 // The key a reference is recorded under: "domain/repo@digest" or "domain/repo:tag".
 std::string RefKey(const Reference& r) {
