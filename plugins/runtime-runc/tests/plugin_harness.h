@@ -5,8 +5,10 @@
 #pragma once
 
 #include <condition_variable>
+#include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +34,16 @@ inline constexpr char kTask[] = "containerd.task.v2.Task";
 
 class PluginHarness {
  public:
-  PluginHarness() : dir_("runc-plugin") {
+  PluginHarness() : PluginHarness(std::filesystem::path()) {}
+  // With `existing`: works in that directory (kept afterwards) instead of a new temporary
+  // one, so that another process -- a berthd that was killed -- can leave its store there.
+  explicit PluginHarness(std::filesystem::path existing) {
+    if (existing.empty()) {
+      temp_.emplace("runc-plugin");
+      base_ = temp_->path();
+    } else {
+      base_ = std::move(existing);
+    }
     // BERTH_TEST_DEBUG=1 shows the plugin's debug log (shim log lines included).
     if (std::getenv("BERTH_TEST_DEBUG") != nullptr) core::SetLogLevel(spdlog::level::debug);
     sub_ = events_.Subscribe("/runtime/task-exit", [this](std::string_view, std::string_view p) {
@@ -46,8 +57,10 @@ class PluginHarness {
     events_.Unsubscribe(sub_);
   }
 
-  const berth::testing::TempDir& dir() const { return dir_; }
-  std::string state_dir() const { return dir_.File(std::string("state/") + kPluginId); }
+  // The directory the harness works in (store, root and state dirs).
+  const std::filesystem::path& path() const { return base_; }
+  std::string File(const std::string& name) const { return (base_ / name).string(); }
+  std::string state_dir() const { return File(std::string("state/") + kPluginId); }
 
   // Writes a record of the plugin's bucket straight into the store (for restore tests).
   absl::Status PutRecord(const std::string& key, const std::string& value) {
@@ -173,19 +186,20 @@ class PluginHarness {
  private:
   absl::Status OpenStore() {
     if (store_) return absl::OkStatus();
-    std::filesystem::create_directories(dir_.path() / "root");
-    std::filesystem::create_directories(dir_.path() / "state");
-    auto store = core::Store::Open(dir_.path() / "meta.db");
+    std::filesystem::create_directories(base_ / "root");
+    std::filesystem::create_directories(base_ / "state");
+    auto store = core::Store::Open(base_ / "meta.db");
     if (!store.ok()) return store.status();
     store_ = std::move(*store);
-    services_.config.root = dir_.path() / "root";
-    services_.config.state = dir_.path() / "state";
+    services_.config.root = base_ / "root";
+    services_.config.state = base_ / "state";
     services_.store = store_.get();
     services_.events = &events_;
     return absl::OkStatus();
   }
 
-  berth::testing::TempDir dir_;
+  std::optional<berth::testing::TempDir> temp_;  // when the harness made its directory
+  std::filesystem::path base_;
   std::unique_ptr<core::Store> store_;
   core::EventBus events_;
   core::HostServices services_;

@@ -157,8 +157,8 @@ class RuncIntegrationTest : public ::testing::TestWithParam<ShimKind> {
                    << " tests need it)";
     }
     harness_ = std::make_unique<PluginHarness>();
-    ASSERT_FALSE(harness_->dir().path().empty());
-    runc_root_ = harness_->dir().File("runc-root");
+    ASSERT_FALSE(harness_->path().empty());
+    runc_root_ = harness_->File("runc-root");
     cleanup_ = std::make_unique<Cleanup>(GetParam().runtime, runc_root_);
     cleanup_->SetShimStateDir(harness_->state_dir() + "/shim");
     absl::Status s = harness_->Start();
@@ -287,7 +287,7 @@ TEST_P(RuncIntegrationTest, CreateStartExitPublishesExitAndOutput) {
   berth::testing::Bundle* b = NewBundle("exit3", {"sh", "-c", "echo hello; exit 3"}, sandbox);
   ASSERT_TRUE(b->ok()) << b->error();
   const std::string id = Id(*b);
-  const std::string out = harness_->dir().File("exit3.out");
+  const std::string out = harness_->File("exit3.out");
   auto created = CreateTask(sandbox, *b, out);
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_GT(created->pid(), 0u);
@@ -344,7 +344,7 @@ TEST_P(RuncIntegrationTest, ExecInRunningContainerIsFollowed) {
   ASSERT_TRUE(CreateTask(sandbox, *b).ok());
   ASSERT_TRUE(StartTask(sandbox, id).ok());
 
-  const std::string out = harness_->dir().File("exec.out");
+  const std::string out = harness_->File("exec.out");
   task::ExecProcessRequest exec;
   exec.set_id(id);
   exec.set_exec_id("e1");

@@ -169,14 +169,14 @@ TEST(TaskRecordsTest, TimestampsAreRfc3339Nano) {
 class RuncPluginTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(h_.dir().path().empty());
+    ASSERT_FALSE(h_.path().empty());
     absl::Status s = h_.Start();
     ASSERT_TRUE(s.ok()) << s;
-    bundle_ = h_.dir().File("bundle");
+    bundle_ = h_.File("bundle");
     fs::create_directories(bundle_);
   }
   std::string Script(const std::string& name, const std::string& body) {
-    std::string path = h_.dir().File(name);
+    std::string path = h_.File(name);
     berth::testing::WriteFile(path, "#!/bin/sh\n" + body);
     ::chmod(path.c_str(), 0755);
     return path;
@@ -231,7 +231,7 @@ TEST_F(RuncPluginTest, HandlerStatusFollowsTheRuntimeProbe) {
   auto id = IdentifyRuntime("/usr/bin/crun");
   auto host = ProbeCgroupHost();
   if (!id.ok() || !host.ok()) GTEST_SKIP() << "cannot probe crun or the cgroups here";
-  const std::string fake_berth_shim = h_.dir().File("berth-shim");
+  const std::string fake_berth_shim = h_.File("berth-shim");
   berth::testing::WriteFile(fake_berth_shim, "#!/bin/sh\n");
   ::chmod(fake_berth_shim.c_str(), 0755);
   for (const auto& [shim, berth] :
@@ -323,18 +323,18 @@ TEST_F(RuncPluginTest, Control) {
 // reported exited with reason ShimDied.
 TEST(RuncPluginRestoreTest, UnreachableShimRunsDeleteAndReportsShimDied) {
   PluginHarness h;
-  ASSERT_FALSE(h.dir().path().empty());
-  const std::string bundle = h.dir().File("c1");
+  ASSERT_FALSE(h.path().empty());
+  const std::string bundle = h.File("c1");
   fs::create_directories(bundle);
-  const std::string record = h.dir().File("delete-args");
+  const std::string record = h.File("delete-args");
   // DeleteResponse{pid: 42, exit_status: 3, exited_at: {seconds: 1800000000}}.
-  std::string shim = h.dir().File("fake-shim");
+  std::string shim = h.File("fake-shim");
   berth::testing::WriteFile(
       shim,
       absl::StrCat("#!/bin/sh\necho \"$* cwd=$(pwd)\" > ", record, "\n",
                    "printf '\\010\\052\\020\\003\\032\\006\\010\\200\\244\\247\\332\\006'\n"));
   ::chmod(shim.c_str(), 0755);
-  SandboxRecord sb{"pod1", "runc", shim, "unix://" + h.dir().File("gone.sock"), bundle};
+  SandboxRecord sb{"pod1", "runc", shim, "unix://" + h.File("gone.sock"), bundle};
   ASSERT_TRUE(h.PutRecord(SandboxKey("pod1"), sb.ToJson().dump()).ok());
   TaskRecord t;
   t.handler = "runc";
@@ -476,24 +476,24 @@ class FakeShim {
 // rest is cleaned up with the shim's `delete` command and reported ShimDied.
 TEST(RuncPluginRestoreTest, LiveShimIsReadoptedAndALaterDropIsShimDied) {
   PluginHarness h;
-  ASSERT_FALSE(h.dir().path().empty());
-  const std::string socket = h.dir().File("fake-shim.sock");
+  ASSERT_FALSE(h.path().empty());
+  const std::string socket = h.File("fake-shim.sock");
   auto shim = std::make_unique<FakeShim>(socket);
   ASSERT_TRUE(shim->ok());
-  const std::string record = h.dir().File("delete-args");
-  const std::string binary = h.dir().File("fake-shim");
+  const std::string record = h.File("delete-args");
+  const std::string binary = h.File("fake-shim");
   // `delete` prints DeleteResponse{exit_status: 9}.
   berth::testing::WriteFile(
       binary, absl::StrCat("#!/bin/sh\necho \"$*\" >> ", record, "\nprintf '\\020\\011'\n"));
   ::chmod(binary.c_str(), 0755);
-  SandboxRecord sb{"pod1", "runc", binary, "unix://" + socket, h.dir().str()};
+  SandboxRecord sb{"pod1", "runc", binary, "unix://" + socket, h.path().string()};
   ASSERT_TRUE(h.PutRecord(SandboxKey("pod1"), sb.ToJson().dump()).ok());
   for (const char* id : {"c-run", "c-oom", "c-lost", "c-other"}) {
     TaskRecord t;
     t.handler = "runc";
     t.sandbox_id = "pod1";
     t.id = id;
-    t.bundle = h.dir().str();
+    t.bundle = h.path().string();
     t.status = TaskStatus::kRunning;
     ASSERT_TRUE(h.PutRecord(TaskKey("pod1", id, ""), t.ToJson(true).dump()).ok());
   }
