@@ -5,7 +5,12 @@
 # build sdk/examples/event-journal out of tree against it (CMake package, then pkg-config),
 # run berthd with the plugin and check that it loads, runs, journals its own event, keeps
 # its counter in the metadata store across a restart, and that its configuration errors
-# name the file and line.
+# name the file and line. The same for the SDK's ttrpc component: build sdk/examples/shim-client
+# against the install (find_package(berth-sdk COMPONENTS ttrpc) + berth::ttrpc, then g++ with
+# pkg-config berth-ttrpc), check that it compiles against the installed lite protobuf
+# well-known types and links no full libprotobuf, and run it: with a shim binary that does
+# not exist (the precise error), then against /usr/bin/containerd-shim-runc-v2 (start,
+# Task.Connect printing the shim's pid, Task.Shutdown, the shim's delete command).
 #
 # usage: sdk_example_test.sh BERTH_SOURCE_DIR BUILD_DIR
 # Needs root (berthd does); exits 77 (skipped) otherwise. No network is used.
@@ -42,6 +47,7 @@ done
 
 TMP=$(mktemp -d /tmp/berth-sdk-example.XXXXXX)
 BERTHD_PID=""
+SHIM_PIDS=()  # "pid:container-id" of the shims that shim-client started
 FAILURES=0
 
 # shellcheck disable=SC2317 # called by the EXIT trap
@@ -56,6 +62,13 @@ cleanup() {
     kill -KILL "$BERTHD_PID" 2>/dev/null || true
     wait "$BERTHD_PID" 2>/dev/null || true
   fi
+  # A shim left running by a failed check: only one of ours (its command line names our id).
+  local entry
+  for entry in "${SHIM_PIDS[@]}"; do
+    if our_shim "${entry%%:*}" "${entry#*:}"; then
+      kill -KILL "${entry%%:*}" 2>/dev/null || true
+    fi
+  done
   if [[ ${KEEP_TMP:-0} == 1 ]]; then
     echo "kept $TMP"
   else
@@ -144,7 +157,193 @@ else
   show "$TMP/pc-build.log"
 fi
 
-# ---- 4. configuration ----------------------------------------------------------------------
+# ---- 4. the ttrpc component: installed files, and plain plugins unaffected ---------------
+SHIM_EXAMPLE="$SRC/sdk/examples/shim-client"
+LIBDIR=$(dirname "$PC_DIR")
+missing=""
+for f in "$LIBDIR/libberth_ttrpc.a" "$LIBDIR/libberth_shim_proto.a" \
+  "$PREFIX/include/berth/ttrpc/shim.h" "$PREFIX/include/berth/ttrpc/client.h" \
+  "$PREFIX/include/berth/shim-proto/shim/task/v2/shim.pb.h" \
+  "$PREFIX/include/berth/shim-proto/google/protobuf/any.pb.h" \
+  "$PREFIX/share/berth-sdk/proto/shim/task/v2/shim.proto" \
+  "$CONFIG_DIR/berth-ttrpc-targets.cmake" "$PC_DIR/berth-ttrpc.pc"; do
+  [[ -f $f ]] || missing+=" ${f#"$PREFIX"/}"
+done
+if [[ -z $missing ]]; then
+  pass "ttrpc installed: libberth_ttrpc.a, libberth_shim_proto.a, headers, .proto files, berth-ttrpc.pc"
+else
+  fail "the sdk component lacks:$missing"
+fi
+# The lite well-known types must not shadow the system's full ones for anyone else.
+if [[ ! -e $PREFIX/include/google ]]; then
+  pass "no google/ directory in the install's include/ (lite WKT headers only under berth/shim-proto)"
+else
+  fail "$PREFIX/include/google exists: lite headers would shadow the system's protobuf"
+fi
+# find_package(berth-sdk) without COMPONENTS ttrpc (the event-journal build) looks for none
+# of the ttrpc component's dependencies.
+if ! grep -Eq '^(absl_DIR|PROTOBUF_LITE_[A-Z_]*):' "$EXBUILD/CMakeCache.txt"; then
+  pass "plain find_package(berth-sdk) did not look for absl or protobuf-lite"
+else
+  fail "plain find_package(berth-sdk) looked for the ttrpc component's dependencies" \
+    "($(grep -Eo '^(absl_DIR|PROTOBUF_LITE_[A-Z_]*)' "$EXBUILD/CMakeCache.txt" | tr '\n' ' '))"
+fi
+
+# uses_lite_wkt DEPFILE: the compiler read the installed lite Any/Empty, not the system's.
+uses_lite_wkt() {
+  grep -q "$PREFIX/include/berth/shim-proto/google/protobuf/empty\.pb\.h" "$1" &&
+    ! grep -Eq '(^| )/usr/(local/)?include/google/protobuf/(any|empty|timestamp)\.pb\.h' "$1"
+}
+# check_shim_client_binary WHAT BINARY DEPFILE
+check_shim_client_binary() {
+  if [[ -n $3 ]] && uses_lite_wkt "$3"; then
+    pass "$1: compiled against the installed lite Any/Empty/Timestamp headers"
+  else
+    fail "$1: did not compile against $PREFIX/include/berth/shim-proto/google/protobuf/*.pb.h"
+  fi
+  if ldd "$2" | grep -q 'libprotobuf-lite\.so' && ! ldd "$2" | grep -q 'libprotobuf\.so'; then
+    pass "$1: links libprotobuf-lite and not the full libprotobuf"
+  else
+    fail "$1: protobuf libraries: $(ldd "$2" | grep -o 'libprotobuf[^ ]*' | tr '\n' ' ')"
+  fi
+}
+
+# ---- 5. build the shim-client example with CMake and with pkg-config ---------------------
+SCBUILD="$TMP/shim-client-cmake"
+SC_CMAKE=""
+if cmake -S "$SHIM_EXAMPLE" -B "$SCBUILD" -DCMAKE_PREFIX_PATH="$PREFIX" \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$TMP/sc-configure.log" 2>&1 &&
+  cmake --build "$SCBUILD" >"$TMP/sc-build.log" 2>&1 && [[ -x $SCBUILD/shim-client ]]; then
+  SC_CMAKE="$SCBUILD/shim-client"
+  pass "shim-client built out of tree with find_package(berth-sdk COMPONENTS ttrpc) + berth::ttrpc"
+  if grep -q "$LIBDIR/libberth_ttrpc\.a" "$SCBUILD/CMakeFiles/shim-client.dir/link.txt" &&
+    grep -q "$LIBDIR/libberth_shim_proto\.a" "$SCBUILD/CMakeFiles/shim-client.dir/link.txt"; then
+    pass "shim-client (CMake) linked the installed libberth_ttrpc.a and libberth_shim_proto.a"
+  else
+    fail "shim-client (CMake) did not link the static libraries under $LIBDIR"
+  fi
+  check_shim_client_binary "shim-client (CMake)" "$SC_CMAKE" \
+    "$SCBUILD/CMakeFiles/shim-client.dir/main.cc.o.d"
+else
+  fail "configuring or building sdk/examples/shim-client with CMake"
+  show "$TMP/sc-configure.log"
+  show "$TMP/sc-build.log"
+fi
+
+SC_PC=""
+TTRPC_FLAGS=$(PKG_CONFIG_PATH="$PC_DIR" pkg-config --cflags --libs berth-ttrpc 2>"$TMP/sc-pc.log") ||
+  TTRPC_FLAGS=""
+# shellcheck disable=SC2086 # TTRPC_FLAGS is a list of flags
+if [[ -z $TTRPC_FLAGS ]]; then
+  fail "pkg-config --cflags --libs berth-ttrpc"
+  show "$TMP/sc-pc.log"
+elif g++ -std=c++20 -O2 -Wall -Wextra -Werror -MD -MF "$PCBUILD/shim-client.d" \
+  -o "$PCBUILD/shim-client" "$SHIM_EXAMPLE/main.cc" $TTRPC_FLAGS >"$TMP/sc-pc.log" 2>&1; then
+  SC_PC="$PCBUILD/shim-client"
+  pass "shim-client built with g++ \$(pkg-config --cflags --libs berth-ttrpc)"
+  check_shim_client_binary "shim-client (pkg-config)" "$SC_PC" "$PCBUILD/shim-client.d"
+else
+  fail "g++ with pkg-config berth-ttrpc flags ($TTRPC_FLAGS)"
+  show "$TMP/sc-pc.log"
+fi
+
+# ---- 6. run shim-client against containerd-shim-runc-v2 ----------------------------------
+RUNC_SHIM=/usr/bin/containerd-shim-runc-v2
+SC_NS=shim-client  # the namespace shim-client passes to the shim
+
+# make_bundle DIR: an OCI bundle the shim accepts for start/Connect/Shutdown/delete.
+make_bundle() {
+  mkdir -p "$1"
+  if ! { command -v runc >/dev/null && runc spec --bundle "$1" 2>/dev/null; }; then
+    echo '{"ociVersion":"1.0.2","process":{"args":["true"],"cwd":"/"},"root":{"path":"rootfs"}}' \
+      >"$1/config.json"
+  fi
+  # containerd-shim-runc-v2 writes the runc binary's name here at Create; its `delete`
+  # command reads it, and shim-client creates no container.
+  echo runc >"$1/runtime"
+}
+
+# our_shim PID ID: PID is a containerd-shim-runc-v2 started for our container id.
+our_shim() {
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *containerd-shim-runc-v2* && $cmdline == *" -id $2 "* ]]
+}
+
+# Expected error for a shim binary that does not exist: RunCommand's exec failure, wrapped
+# by StartShim with the command, container and bundle.
+NOSHIM="$TMP/no-such-shim"
+for bin in "$SC_CMAKE" "$SC_PC"; do
+  [[ -n $bin ]] || continue
+  bundle="$TMP/bundles/sc-missing-$$"
+  [[ -d $bundle ]] || make_bundle "$bundle"
+  want="shim-client: FAILED_PRECONDITION: shim $NOSHIM start for container sc-missing-$$ (bundle $bundle): cannot run $NOSHIM in $bundle: No such file or directory"
+  rc=0
+  timeout 30 "$bin" "$NOSHIM" "$bundle" >"$TMP/sc-missing.out" 2>"$TMP/sc-missing.err" || rc=$?
+  if [[ $rc -eq 1 && $(cat "$TMP/sc-missing.err") == "$want" && ! -s $TMP/sc-missing.out ]]; then
+    pass "$bin with a missing shim binary: exit 1 and the precise error"
+  else
+    fail "$bin with a missing shim binary: exit $rc, stderr:"
+    cat "$TMP/sc-missing.err"
+    echo "want: $want"
+  fi
+done
+
+if [[ ! -x $RUNC_SHIM ]]; then
+  echo "SKIP: $RUNC_SHIM is not installed; shim-client not run against a real shim"
+else
+  RUN_DIRS_BEFORE=""
+  for d in /run/containerd /run/containerd/s /run/containerd/runc "/run/containerd/runc/$SC_NS"; do
+    [[ -e $d ]] && RUN_DIRS_BEFORE+=" $d"
+  done
+  n=0
+  for bin in "$SC_CMAKE" "$SC_PC"; do
+    [[ -n $bin ]] || continue
+    n=$((n + 1))
+    id="sc-$$-$n"  # the bundle's directory name is the container id
+    bundle="$TMP/bundles/$id"
+    make_bundle "$bundle"
+    rc=0
+    timeout 90 "$bin" "$RUNC_SHIM" "$bundle" >"$TMP/$id.out" 2>"$TMP/$id.err" || rc=$?
+    shim_pid=$(sed -n 's/^shim pid: \([0-9][0-9]*\)$/\1/p' "$TMP/$id.out")
+    address=$(sed -n 's/^shim address: //p' "$TMP/$id.out")
+    [[ -n $shim_pid ]] && SHIM_PIDS+=("$shim_pid:$id")
+    if [[ $rc -eq 0 && -n $shim_pid && $shim_pid -gt 1 ]]; then
+      pass "$bin: StartShim, Task.Connect (shim pid $shim_pid), Task.Shutdown"
+    else
+      fail "$bin against $RUNC_SHIM: exit $rc, shim pid '${shim_pid}'"
+      show "$TMP/$id.out"
+      show "$TMP/$id.err"
+    fi
+    # The shim's own log (through ShimLog) names the pid that Task.Connect reported.
+    if [[ -n $shim_pid ]] && grep -Eq "^shim log: .*[ \"]pid=$shim_pid( |\$)" "$TMP/$id.err"; then
+      pass "$bin: the shim's log, read from <bundle>/log, names the same pid $shim_pid"
+    elif [[ -n $shim_pid ]]; then
+      echo "NOTE: the shim's log does not mention pid=$shim_pid (its format may have changed)"
+    fi
+    if grep -Eq '^shim delete: exit status [0-9]+$' "$TMP/$id.out"; then
+      pass "$bin: the shim's delete command ran ($(sed -n 's/^shim delete: //p' "$TMP/$id.out"))"
+    else
+      fail "$bin: no 'shim delete: exit status N' line"
+    fi
+    if [[ -n $shim_pid ]] && our_shim "$shim_pid" "$id"; then
+      fail "shim $shim_pid still running after shim-client exited; killing it"
+      kill -KILL "$shim_pid" 2>/dev/null || true
+    fi
+    sock=${address#unix://}
+    if [[ $sock == /run/containerd/s/* && -e $sock ]]; then
+      echo "NOTE: the shim left its socket $sock; removing it"
+      rm -f "$sock"
+    fi
+  done
+  # What the shims created under /run/containerd, when it was not there before (empty
+  # directories only: a containerd or another test may be using them).
+  for d in "/run/containerd/runc/$SC_NS" /run/containerd/runc /run/containerd/s /run/containerd; do
+    [[ " $RUN_DIRS_BEFORE " == *" $d "* ]] || rmdir "$d" 2>/dev/null || true
+  done
+fi
+
+# ---- 7. configuration ----------------------------------------------------------------------
 mkdir -p "$TMP/net.d"
 JOURNAL="$TMP/journal.jsonl"
 cat >"$TMP/config.yaml" <<EOF
@@ -242,7 +441,7 @@ started_line_re() {
   echo "^\{$ts,\"topic\":\"/event-journal/started\",\"payload\":\{\"pid\":$1\}\}$"
 }
 
-# ---- 5. first run ---------------------------------------------------------------------------
+# ---- 8. first run ---------------------------------------------------------------------------
 LOG1="$TMP/berthd-1.log"
 start_berthd "$LOG1"
 pass "berthd is serving on $SOCK (pid $BERTHD_PID)"
@@ -278,7 +477,7 @@ else
   show "$LOG1"
 fi
 
-# ---- 6. restart: the counter comes back from the metadata store -----------------------------
+# ---- 9. restart: the counter comes back from the metadata store -----------------------------
 LOG2="$TMP/berthd-2.log"
 start_berthd "$LOG2"
 PID2=$BERTHD_PID
@@ -298,7 +497,7 @@ else
 fi
 stop_berthd "$LOG2"
 
-# ---- 7. configuration errors name the file and line ------------------------------------------
+# ---- 10. configuration errors name the file and line -----------------------------------------
 BAD="$TMP/bad"
 mkdir -p "$BAD"
 sed "s|^  $PLUGIN_ID: .*|  $PLUGIN_ID:\n    path: relative/x|" "$TMP/config.yaml" >"$BAD/config.yaml"
