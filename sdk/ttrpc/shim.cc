@@ -293,20 +293,36 @@ absl::StatusOr<std::string> ParseShimStartOutput(std::string_view out) {
   return it->second;
 }
 
-absl::StatusOr<std::string> StartShim(const ShimCommand& command) {
+namespace {
+
+// Runs the shim binary with its flags plus `verb_args`; the error names `verb`, the
+// container and the bundle, with the command's exit status and stderr.
+absl::StatusOr<CommandResult> RunShimVerb(const ShimCommand& command,
+                                          const std::vector<std::string>& verb_args,
+                                          const char* verb, std::string* what) {
   if (absl::Status s = CheckCommand(command); !s.ok()) return s;
   std::vector<std::string> argv = ShimArgs(command);
-  argv.push_back("start");
+  argv.insert(argv.end(), verb_args.begin(), verb_args.end());
   absl::StatusOr<CommandResult> r =
       RunCommand(argv, command.bundle, ShimEnv(command), command.timeout);
-  const std::string what = absl::StrCat("shim ", command.binary, " start for container ",
-                                        command.id, " (bundle ", command.bundle, ")");
-  if (!r.ok())
-    return absl::Status(r.status().code(), absl::StrCat(what, ": ", r.status().message()));
+  *what = absl::StrCat("shim ", command.binary, " ", verb, " for container ", command.id,
+                       " (bundle ", command.bundle, ")");
+  if (!r.ok()) {
+    return absl::Status(r.status().code(), absl::StrCat(*what, ": ", r.status().message()));
+  }
   if (r->exit_status != 0) {
     return absl::InternalError(
-        absl::StrCat(what, " ", ExitText(r->exit_status), ": ", StderrTail(r->err)));
+        absl::StrCat(*what, " ", ExitText(r->exit_status), ": ", StderrTail(r->err)));
   }
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> StartShim(const ShimCommand& command) {
+  std::string what;
+  absl::StatusOr<CommandResult> r = RunShimVerb(command, {"start"}, "start", &what);
+  if (!r.ok()) return r.status();
   absl::StatusOr<std::string> address = ParseShimStartOutput(r->out);
   if (!address.ok()) {
     return absl::InternalError(
@@ -316,19 +332,10 @@ absl::StatusOr<std::string> StartShim(const ShimCommand& command) {
 }
 
 absl::StatusOr<containerd::task::v2::DeleteResponse> DeleteShim(const ShimCommand& command) {
-  if (absl::Status s = CheckCommand(command); !s.ok()) return s;
-  std::vector<std::string> argv = ShimArgs(command);
-  argv.insert(argv.end(), {"-bundle", command.bundle, "delete"});
+  std::string what;
   absl::StatusOr<CommandResult> r =
-      RunCommand(argv, command.bundle, ShimEnv(command), command.timeout);
-  const std::string what = absl::StrCat("shim ", command.binary, " delete for container ",
-                                        command.id, " (bundle ", command.bundle, ")");
-  if (!r.ok())
-    return absl::Status(r.status().code(), absl::StrCat(what, ": ", r.status().message()));
-  if (r->exit_status != 0) {
-    return absl::InternalError(
-        absl::StrCat(what, " ", ExitText(r->exit_status), ": ", StderrTail(r->err)));
-  }
+      RunShimVerb(command, {"-bundle", command.bundle, "delete"}, "delete", &what);
+  if (!r.ok()) return r.status();
   containerd::task::v2::DeleteResponse response;
   if (!response.ParseFromString(r->out)) {
     return absl::InternalError(
