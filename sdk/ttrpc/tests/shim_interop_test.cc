@@ -48,69 +48,18 @@ struct RunResult {
   std::string out;
 };
 
-// Runs the shim binary with `args` in `cwd`, stdin from /dev/null, stdout captured and
-// stderr passed through. Kills only the child it forked if it outlives `timeout`.
+// Runs the shim binary with `args` in `cwd` through the SDK's runner: stdin from
+// /dev/null, stdout captured, stderr shown. Kills the command if it outlives `timeout`.
 RunResult RunShim(const std::vector<std::string>& args, const std::string& cwd,
                   const std::vector<std::string>& extra_env, absl::Duration timeout) {
   RunResult result;
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return result;
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
-  for (const auto& e : extra_env) env_store.push_back(e);
-  std::vector<char*> envp;
-  for (auto& e : env_store) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_store = {kShim};
-  argv_store.insert(argv_store.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    return result;
-  }
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(out[1], 1) < 0 ||
-        ::chdir(cwd.c_str()) != 0) {
-      ::_exit(127);
-    }
-    ::execve(kShim, argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  const absl::Time deadline = absl::Now() + timeout;
-  char buf[4096];
-  while (true) {
-    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (wait_ms <= 0) break;
-    pollfd p{out[0], POLLIN, 0};
-    int rc = ::poll(&p, 1, wait_ms);
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0) break;
-    ssize_t n = ::read(out[0], buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    result.out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out[0]);
-  int status = 0;
-  while (true) {
-    pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) return result;
-    if (absl::Now() > deadline) {
-      ::kill(pid, SIGKILL);  // our own child only
-      ::waitpid(pid, &status, 0);
-      return result;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  std::vector<std::string> argv = {kShim};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<CommandResult> r = RunCommand(argv, cwd, extra_env, timeout);
+  if (!r.ok()) return result;
+  std::cerr << r->err;
+  if (r->exit_status < 128) result.exit_code = r->exit_status;
+  result.out = std::move(r->out);
   return result;
 }
 

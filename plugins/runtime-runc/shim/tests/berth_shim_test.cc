@@ -34,6 +34,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "berth/ttrpc/client.h"
+#include "berth/ttrpc/shim.h"
 #include "google/protobuf/empty.pb.h"
 #include "gtest/gtest.h"
 #include "shim/berth/v1/shim.pb.h"
@@ -68,59 +69,19 @@ struct RunResult {
   std::string out;
 };
 
-// Runs a command with extra environment in `cwd`; stdout captured. Kills only its own
-// child if it outlives `timeout`.
+// Runs a command with extra environment in `cwd` (the SDK's runner); stdout captured,
+// stderr shown unless `quiet`. exit_code: the exit status (128+N for signal N), -1 when the
+// command could not run or outlived `timeout` (it is killed then).
 RunResult RunCmd(const std::vector<std::string>& args, const std::string& cwd,
                  const std::vector<std::string>& extra_env, absl::Duration timeout,
                  bool quiet = false) {
   RunResult result;
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return result;
-  std::vector<std::string> env_store;
-  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
-  for (const auto& e : extra_env) env_store.push_back(e);
-  std::vector<char*> envp;
-  envp.reserve(env_store.size() + 1);
-  for (auto& e : env_store) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_store = args;
-  std::vector<char*> argv;
-  argv.reserve(argv_store.size() + 1);
-  for (auto& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (quiet) ::dup2(::open("/dev/null", O_WRONLY), 2);
-    if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(out[1], 1) < 0 ||
-        (!cwd.empty() && ::chdir(cwd.c_str()) != 0)) {
-      ::_exit(127);
-    }
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  if (pid < 0) {
-    ::close(out[0]);
-    return result;
-  }
-  const absl::Time deadline = absl::Now() + timeout;
-  char buf[4096];
-  for (;;) {
-    pollfd p{out[0], POLLIN, 0};
-    int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (ms <= 0 || ::poll(&p, 1, ms) <= 0) {
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    ssize_t n = ::read(out[0], buf, sizeof(buf));
-    if (n <= 0) break;
-    result.out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  absl::StatusOr<berth::ttrpc::CommandResult> r =
+      berth::ttrpc::RunCommand(args, cwd, extra_env, timeout);
+  if (!r.ok()) return result;
+  if (!quiet) std::cerr << r->err;
+  result.exit_code = r->exit_status;
+  result.out = std::move(r->out);
   return result;
 }
 
