@@ -29,8 +29,8 @@ constexpr absl::Duration kConnectTimeout = absl::Seconds(10);
 constexpr absl::Duration kRestoreConnectTimeout = absl::Seconds(1);
 constexpr uint32_t kKilledStatus = 128 + 9;  // SIGKILL
 
-using plugins::ToSdk;
 using plugins::FromSdk;
+using plugins::ToSdk;
 
 std::string TaskName(const TaskRecord& t) {
   return t.exec_id.empty() ? absl::StrCat("task ", t.id)
@@ -296,8 +296,8 @@ absl::Status RuncRuntime::DoCreate(std::string_view handler, const std::string& 
   // shim gets the verdict on crun and hybrid cgroups (ShimCommandFor).
   RuntimeReadiness verdict = ProbeRuntime(opts, *runtime, *shim);
   if (verdict.readiness == Readiness::kNotReady) {
-    return absl::FailedPreconditionError(absl::StrCat("runtime handler \"", opts.name, "\" (",
-                                                      *runtime, "): ", verdict.message));
+    return absl::FailedPreconditionError(
+        absl::StrCat("runtime handler \"", opts.name, "\" (", *runtime, "): ", verdict.message));
   }
 
   PendingEvents events(this);  // published after op_mu is released
@@ -820,8 +820,8 @@ void RuncRuntime::RemoveDeadShimSocket(const std::string& address) {
   }
   if (ttrpc::Client::Connect(path, absl::ZeroDuration()).ok()) return;  // someone serves it
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    host_.Warn(absl::StrCat("cannot remove the socket ", path, " of a dead shim: ",
-                            std::strerror(errno)));
+    host_.Warn(
+        absl::StrCat("cannot remove the socket ", path, " of a dead shim: ", std::strerror(errno)));
   }
 }
 

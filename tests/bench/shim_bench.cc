@@ -42,8 +42,7 @@ double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 // Runs argv (optionally in a mount namespace without the cgroup2 mount, for crun on
 // hybrid hosts) and returns its exit status; stdin on /dev/null, stdout and stderr on
 // /dev/null or on `output_fd`.
-int Run(const std::vector<std::string>& argv, bool crun_workaround = false,
-        int output_fd = -1) {
+int Run(const std::vector<std::string>& argv, bool crun_workaround = false, int output_fd = -1) {
   pid_t pid = ::fork();
   if (pid == 0) {
     int null = ::open("/dev/null", O_RDWR);
@@ -263,8 +262,8 @@ int main(int argc, char** argv) {
       BareRuntime("/usr/bin/runc", false, runs, runc_root, true, true));
   Row(crun_workaround ? "crun run -d (hybrid-cgroup workaround)" : "crun run -d",
       BareRuntime("/usr/bin/crun", crun_workaround, runs, crun_root));
-  Row("crun create + crun start", BareRuntime("/usr/bin/crun", crun_workaround, runs, crun_root,
-                                              true));
+  Row("crun create + crun start",
+      BareRuntime("/usr/bin/crun", crun_workaround, runs, crun_root, true));
   Row("crun create + crun start, output on a pipe",
       BareRuntime("/usr/bin/crun", crun_workaround, runs, crun_root, true, true));
   // Shims publish events to TTRPC_ADDRESS (and wait on exit until someone acknowledges).
@@ -277,12 +276,13 @@ int main(int argc, char** argv) {
     std::string shim, runtime, root;
     bool hide;
   };
-  std::vector<Case> cases = {{BERTH_SHIM_BIN, "/usr/bin/runc", runc_root, false},
-                             {"/usr/bin/containerd-shim-runc-v2", "/usr/bin/runc", runc_root, false}};
+  std::vector<Case> cases = {
+      {BERTH_SHIM_BIN, "/usr/bin/runc", runc_root, false},
+      {"/usr/bin/containerd-shim-runc-v2", "/usr/bin/runc", runc_root, false}};
   // crun through berth-shim (with the workaround where the host needs it); containerd's shim
   // cannot run crun on a hybrid host.
-  if (crun.ok()) cases.insert(cases.begin() + 1, {BERTH_SHIM_BIN, "/usr/bin/crun", crun_root,
-                                                   crun_workaround});
+  if (crun.ok())
+    cases.insert(cases.begin() + 1, {BERTH_SHIM_BIN, "/usr/bin/crun", crun_root, crun_workaround});
   for (const Case& c : cases) {
     if (::access(c.shim.c_str(), X_OK) != 0) continue;
     std::string name = std::filesystem::path(c.shim).filename().string() + "/" +
@@ -291,8 +291,9 @@ int main(int argc, char** argv) {
     Row((name + " start (new pod)").c_str(), f.shim_start_ms);
     Row((name + " create+start, 1st container").c_str(), f.first_create_start_ms);
     Row((name + " create+start, 2nd container").c_str(), f.second_create_start_ms);
-    std::printf("  %-52s RSS %6.2f MiB  PSS %6.2f MiB\n", (name + " memory, pod with 1 container").c_str(),
-                f.rss_kb / 1024.0, f.pss_kb / 1024.0);
+    std::printf("  %-52s RSS %6.2f MiB  PSS %6.2f MiB\n",
+                (name + " memory, pod with 1 container").c_str(), f.rss_kb / 1024.0,
+                f.pss_kb / 1024.0);
   }
   return 0;
 }

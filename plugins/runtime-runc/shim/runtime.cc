@@ -13,8 +13,8 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <string_view>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -98,9 +98,10 @@ absl::Status DecideCgroup2Hiding(EventLoop* loop, RuntimeConfig* config) {
   spawn.stdout_fd = out.get();
   absl::StatusOr<pid_t> pid = loop->Spawn(spawn);
   int status = -1;
-  if (pid.ok() && loop->WaitPidFor(*pid, std::chrono::seconds(10), &status) &&
-      WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    absl::StatusOr<runc::RuntimeIdentity> identity = runc::ParseRuntimeVersion(ReadMemfd(out.get()));
+  if (pid.ok() && loop->WaitPidFor(*pid, std::chrono::seconds(10), &status) && WIFEXITED(status) &&
+      WEXITSTATUS(status) == 0) {
+    absl::StatusOr<runc::RuntimeIdentity> identity =
+        runc::ParseRuntimeVersion(ReadMemfd(out.get()));
     absl::StatusOr<runc::CgroupHost> host = runc::ProbeCgroupHost(kCgroupRoot);
     if (identity.ok() && host.ok()) {
       runc::RuntimeReadiness r = runc::EvaluateRuntimeReadiness(*identity, *host);

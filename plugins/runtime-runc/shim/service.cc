@@ -339,8 +339,11 @@ void ShimService::Finalize(const ContainerRef& c, const ProcessRef& p, uint32_t 
 }
 
 absl::StatusOr<task::CreateTaskResponse> ShimService::Create(const task::CreateTaskRequest& req) {
-  if (req.id().empty() || req.id().find('/') != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid container id '", req.id(), "'"));
+  // The id names files in the shim's directory: no '/', no "." or "..".
+  if (req.id().empty() || req.id().find('/') != std::string::npos || req.id() == "." ||
+      req.id() == ".." || req.id().size() > 127) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid container id '", req.id(), "': 1 to 127 bytes, no '/', not . or .."));
   }
   if (req.bundle().empty() || req.bundle()[0] != '/') {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -753,7 +756,8 @@ absl::StatusOr<task::PidsResponse> ShimService::Pids(const task::PidsRequest& re
 
 absl::StatusOr<Empty> ShimService::Exec(const task::ExecProcessRequest& req) {
   ASSIGN_OR_RETURN(ContainerRef c, FindContainer(req.id()));
-  if (req.exec_id().empty() || req.exec_id().find('/') != std::string::npos) {
+  if (req.exec_id().empty() || req.exec_id().find('/') != std::string::npos ||
+      req.exec_id() == "." || req.exec_id() == "..") {
     return absl::InvalidArgumentError(absl::StrCat("invalid exec id '", req.exec_id(), "'"));
   }
   if (req.exec_id().size() > 127) {

@@ -154,8 +154,8 @@ class BerthdKill9Test : public ::testing::Test {
     }
     for (const std::string& id : {report_.printer_id, report_.sleeper_id}) {
       if (id.empty()) continue;
-      std::string cmd = absl::StrCat("runc --root ", dir_.File("runc-root"), " delete --force ",
-                                     id, " >/dev/null 2>&1");
+      std::string cmd = absl::StrCat("runc --root ", dir_.File("runc-root"), " delete --force ", id,
+                                     " >/dev/null 2>&1");
       int rc = std::system(cmd.c_str());
       (void)rc;
     }

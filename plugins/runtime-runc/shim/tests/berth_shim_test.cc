@@ -709,6 +709,33 @@ TEST_F(ShimTest, UnknownIdsAreNotFound) {
   EXPECT_EQ(Call<Empty>(c, kTask, "Exec", e).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(ShimTest, IdsThatWouldNameOtherFilesAreInvalid) {
+  Bundle* b = MakeBundle("badid", Args({"sleep", "1000"}));
+  ttrpc::Client* c = Connect(StartShim(*b, "badid"));
+  ASSERT_NE(c, nullptr);
+  for (const std::string& id :
+       std::vector<std::string>{"..", ".", "a/../../x", std::string(200, 'a')}) {
+    auto created = Create(c, id, *b);
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << id;
+  }
+  // A relative bundle is refused too.
+  task::CreateTaskRequest rel;
+  rel.set_id("badid-rel");
+  rel.set_bundle("relative/bundle");
+  EXPECT_EQ(Call<task::CreateTaskResponse>(c, kTask, "Create", rel).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Exec ids name exit records: no '/', no "..".
+  ASSERT_TRUE(Create(c, "badid", *b).ok());
+  for (const std::string exec_id : {"..", "x/../../../y", ""}) {
+    task::ExecProcessRequest e;
+    e.set_id("badid");
+    e.set_exec_id(exec_id);
+    e.mutable_spec()->set_value(berth::testing::MakeOciProcess({"true"}).dump());
+    EXPECT_EQ(Call<Empty>(c, kTask, "Exec", e).status().code(), absl::StatusCode::kInvalidArgument)
+        << exec_id;
+  }
+}
+
 TEST_F(ShimTest, ExecInStoppedContainerIsFailedPrecondition) {
   ttrpc::Client* c = RunContainer("stopped", Args({"true"}));
   ASSERT_NE(c, nullptr);
