@@ -77,7 +77,7 @@ RunResult RunCmd(const std::vector<std::string>& args, const std::string& cwd,
                  bool quiet = false) {
   RunResult result;
   absl::StatusOr<berth::ttrpc::CommandResult> r =
-      berth::ttrpc::RunCommand(args, cwd, extra_env, timeout);
+      berth::ttrpc::RunCommand(args, cwd.empty() ? "." : cwd, extra_env, timeout);
   if (!r.ok()) return result;
   if (!quiet) std::cerr << r->err;
   result.exit_code = r->exit_status;
