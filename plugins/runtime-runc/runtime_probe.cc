@@ -397,7 +397,7 @@ RuntimeReadiness EvaluateRuntimeReadiness(const RuntimeIdentity& runtime, const 
     verdict.readiness = Readiness::kReadyWithWorkaround;
     verdict.reason = kReasonCrunHybridWorkaround;
     verdict.message = absl::StrCat(
-        what, " berth runs every crun invocation in a new mount namespace where ", host.root,
+        what, " berth runs crun create and run in a new mount namespace where ", host.root,
         " is made rslave and the cgroup2 mount at ", unified,
         " is detached, so crun uses the v1 controllers only; containers get no cgroup of their "
         "own in the cgroup2 hierarchy (no per-container ",

@@ -128,7 +128,7 @@ bool CrunHybridWorkaroundApplicable(const CgroupHost& host);
 // Pure. runc and unknown runtimes: ready (this probe knows of no problem with them). crun:
 //  - layout kHybrid with a non-empty unified_controllers: kReadyWithWorkaround with reason
 //    kReasonCrunHybridWorkaround when `allow_crun_workaround` and the workaround is applicable
-//    (the caller must then wrap every crun invocation with ApplyCrunHybridWorkaroundInChild);
+//    (the caller must then wrap crun create/run with ApplyCrunHybridWorkaroundInChild);
 //    otherwise kNotReady with reason kReasonCrunHybridUnsupported.
 //  - anything else (v1, v2, hybrid whose cgroup2 holds no controller, unknown): ready.
 RuntimeReadiness EvaluateRuntimeReadiness(const RuntimeIdentity& runtime, const CgroupHost& host,
