@@ -85,6 +85,34 @@ RunResult RunCmd(const std::vector<std::string>& args, const std::string& cwd,
   return result;
 }
 
+// A connected unix stream socket to `path`, or -1.
+int ConnectUnix(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything `fd` delivers until EOF (or 10 s of silence); closes it.
+std::string ReadToEof(int fd) {
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 10000) <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
 // State letter and parent of a process from /proc/<pid>/stat.
 bool ProcStat(pid_t pid, char* state, pid_t* ppid) {
   std::string stat = berth::testing::ReadFile(absl::StrCat("/proc/", pid, "/stat"));
@@ -795,11 +823,8 @@ TEST_F(ShimTest, AttachStdinAndOutput) {
   EXPECT_TRUE(attached->stdin());
   std::string path = attached->address();
   if (absl::StartsWith(path, "unix://")) path = path.substr(7);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)), 0) << path;
+  int fd = ConnectUnix(path);
+  ASSERT_GE(fd, 0) << path;
   auto frame = [](uint8_t type, const std::string& payload) {
     std::string f(1, static_cast<char>(type));
     uint32_t len = htonl(static_cast<uint32_t>(payload.size()));
@@ -808,16 +833,7 @@ TEST_F(ShimTest, AttachStdinAndOutput) {
   };
   std::string send = frame(1, "ping\n") + frame(5, "");
   ASSERT_EQ(::write(fd, send.data(), send.size()), static_cast<ssize_t>(send.size()));
-  std::string got;
-  char buf[4096];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) break;
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string got = ReadToEof(fd);
   EXPECT_EQ(got, frame(2, "ping\n") + frame(6, std::string("\0\0\0\0", 4)));
   auto waited = Wait(c, "att");
   ASSERT_TRUE(waited.ok());
@@ -840,23 +856,11 @@ TEST_F(ShimTest, AttachToExecBeforeStart) {
   ASSERT_TRUE(attached.ok()) << attached.status();
   EXPECT_FALSE(attached->stdin());
   std::string path = attached->address().substr(strlen("unix://"));
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  std::strncpy(sun.sun_path, path.c_str(), sizeof(sun.sun_path) - 1);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sun), sizeof(sun)), 0) << path;
+  int fd = ConnectUnix(path);
+  ASSERT_GE(fd, 0) << path;
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted by the shim
   ASSERT_TRUE(Start(c, "attexec", "x").ok());
-  std::string got;
-  char buf[4096];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) break;
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n <= 0) break;
-    got.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  std::string got = ReadToEof(fd);
   // Frames: stdout "out\n", stderr "err\n" (either order), then exit 9.
   std::string out_frame = std::string("\x02\0\0\0\x04", 5) + "out\n";
   std::string err_frame = std::string("\x03\0\0\0\x04", 5) + "err\n";
