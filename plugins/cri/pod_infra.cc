@@ -27,6 +27,7 @@
 #include "berth/mount.hpp"
 #include "berth/unique_fd.hpp"
 #include "core/status_macros.h"
+#include "plugins/common/mountinfo.h"
 #include "plugins/cri/netns.h"
 
 namespace berth::cri {
@@ -186,24 +187,6 @@ bool HasDotDot(absl::string_view path) {
     if (seg == "..") return true;
   }
   return false;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string UnescapeMountinfo(absl::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      auto oct = [](char c) { return c >= '0' && c <= '7'; };
-      if (oct(s[i + 1]) && oct(s[i + 2]) && oct(s[i + 3])) {
-        out.push_back(
-            static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
 }
 
 absl::Status MakeDir(const std::string& path, mode_t mode, absl::string_view what) {
@@ -476,7 +459,7 @@ absl::StatusOr<std::vector<std::string>> MountPointsUnder(const std::string& dir
   for (absl::string_view line : absl::StrSplit(info, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
     if (f.size() < 5) continue;
-    std::string mp = UnescapeMountinfo(f[4]);
+    std::string mp = plugins::UnescapeMountinfo(std::string_view(f[4].data(), f[4].size()));
     if (mp == root || root == "/" || absl::StartsWith(mp, root + "/")) out.push_back(mp);
   }
   return out;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "plugins/common/mountinfo.h"
 #include "plugins/runtime-runc/shim/exec_sync.h"
 
 namespace berth::runc {
@@ -62,23 +63,6 @@ std::vector<std::string_view> Lines(std::string_view s) {
   return out;
 }
 
-// proc(5): space, tab, newline and backslash in mount points are written as \ooo.
-std::string UnescapeMountPath(std::string_view s) {
-  auto octal = [](char c) { return c >= '0' && c <= '7'; };
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && octal(s[i + 1]) && octal(s[i + 2]) && octal(s[i + 3])) {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 std::string NormalizeRoot(std::string_view root) {
   std::string r(root);
   while (r.size() > 1 && r.back() == '/') r.pop_back();
@@ -120,7 +104,7 @@ absl::StatusOr<std::vector<MountEntry>> ParseMountinfoEntries(std::string_view t
       return absl::InvalidArgumentError(
           absl::StrCat("mountinfo line ", line_no, " is malformed: \"", std::string(line), "\""));
     }
-    e.mount_point = UnescapeMountPath(f[4]);
+    e.mount_point = plugins::UnescapeMountinfo(f[4]);
     e.fstype = std::string(f[sep + 1]);
     e.super_options = sep + 3 < f.size() ? std::string(f[sep + 3]) : std::string();
     entries.push_back(std::move(e));

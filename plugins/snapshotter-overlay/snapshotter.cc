@@ -18,6 +18,7 @@
 
 #include "berth/mount.hpp"
 #include "berth/unique_fd.hpp"
+#include "plugins/common/mountinfo.h"
 #include "plugins/common/plugin_util.h"
 
 namespace berth::overlay {
@@ -289,21 +290,7 @@ sdk::Status FsyncDir(const std::string& path) {
   return sdk::Status::Ok();
 }
 
-// Decodes the octal escapes (\040) of a /proc/self/mountinfo field.
-std::string UnescapeMountinfo(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() &&
-        s.substr(i + 1, 3).find_first_not_of("01234567") == std::string_view::npos) {
-      out.push_back(
-          static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
+using plugins::UnescapeMountinfo;
 
 // The mount point of the filesystem holding `path`: the mount whose id statx reports, or
 // else the longest mount point that is a prefix of the path.
