@@ -337,22 +337,34 @@ json Namespace(const char* type, const std::string& path = "") {
   return ns;
 }
 
-absl::StatusOr<json> SandboxNamespaces(const runtime::v1::NamespaceOption& opt,
-                                       const SpecInputs& in) {
-  json out = json::array();
+absl::Status RefuseUserNamespaces(const runtime::v1::NamespaceOption& opt) {
   if (opt.has_userns_options() && opt.userns_options().mode() != runtime::v1::NODE) {
     return absl::UnimplementedError(
         "linux.security_context.namespace_options.userns_options: user namespaces are not "
         "supported by berth yet (the runtime handler does not announce them)");
   }
-  if (opt.pid() != runtime::v1::NODE) out.push_back(Namespace("pid", in.pid_ns_path));
+  return absl::OkStatus();
+}
+
+// The namespaces a sandbox and its containers treat alike: network (with uts), ipc, a
+// mount namespace of their own, and cgroup when asked for.
+void AppendSharedNamespaces(const runtime::v1::NamespaceOption& opt, const SpecInputs& in,
+                            json* out) {
   if (opt.network() != runtime::v1::NODE) {
-    out.push_back(Namespace("network", in.net_ns_path));
-    out.push_back(Namespace("uts", in.uts_ns_path));
+    out->push_back(Namespace("network", in.net_ns_path));
+    out->push_back(Namespace("uts", in.uts_ns_path));
   }
-  if (opt.ipc() != runtime::v1::NODE) out.push_back(Namespace("ipc", in.ipc_ns_path));
-  out.push_back(Namespace("mount"));
-  if (in.cgroup_namespace) out.push_back(Namespace("cgroup"));
+  if (opt.ipc() != runtime::v1::NODE) out->push_back(Namespace("ipc", in.ipc_ns_path));
+  out->push_back(Namespace("mount"));
+  if (in.cgroup_namespace) out->push_back(Namespace("cgroup"));
+}
+
+absl::StatusOr<json> SandboxNamespaces(const runtime::v1::NamespaceOption& opt,
+                                       const SpecInputs& in) {
+  json out = json::array();
+  RETURN_IF_ERROR(RefuseUserNamespaces(opt));
+  if (opt.pid() != runtime::v1::NODE) out.push_back(Namespace("pid", in.pid_ns_path));
+  AppendSharedNamespaces(opt, in, &out);
   return out;
 }
 
@@ -360,12 +372,7 @@ absl::StatusOr<json> ContainerNamespaces(const runtime::v1::NamespaceOption& opt
                                          const SpecInputs& in) {
   const std::string field = "linux.security_context.namespace_options";
   json out = json::array();
-  if (opt.has_userns_options() && opt.userns_options().mode() != runtime::v1::NODE) {
-    return absl::UnimplementedError(
-        absl::StrCat(field,
-                     ".userns_options: user namespaces are not supported by berth yet "
-                     "(the runtime handler does not announce them)"));
-  }
+  RETURN_IF_ERROR(RefuseUserNamespaces(opt));
   switch (opt.pid()) {
     case runtime::v1::NODE:
       break;
@@ -387,13 +394,7 @@ absl::StatusOr<json> ContainerNamespaces(const runtime::v1::NamespaceOption& opt
     default:
       return Invalid(absl::StrCat(field, ".pid"), absl::StrCat("unknown mode ", opt.pid()));
   }
-  if (opt.network() != runtime::v1::NODE) {
-    out.push_back(Namespace("network", in.net_ns_path));
-    out.push_back(Namespace("uts", in.uts_ns_path));
-  }
-  if (opt.ipc() != runtime::v1::NODE) out.push_back(Namespace("ipc", in.ipc_ns_path));
-  out.push_back(Namespace("mount"));
-  if (in.cgroup_namespace) out.push_back(Namespace("cgroup"));
+  AppendSharedNamespaces(opt, in, &out);
   return out;
 }
 
