@@ -10,75 +10,19 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "plugins/cri/berth_service.h"
 #include "plugins/cri/image_service.h"
+#include "plugins/cri/runtime_service.h"
 
 namespace berth::cri {
 namespace {
 
-constexpr char kRuntimeName[] = "berth";
-constexpr char kCriVersion[] = "0.1.0";  // the CRI Version RPC's "version" field
-constexpr char kRuntimeApiVersion[] = "v1";
+constexpr char kDefaultSandboxImage[] = "registry.k8s.io/pause:3.10";
 
 const std::set<std::string>& KnownKeys() {
-  static const std::set<std::string> keys = {"cgroup_driver"};
+  static const std::set<std::string> keys = {"cgroup_driver", "sandbox_image"};
   return keys;
 }
 
 }  // namespace
-
-// RuntimeService: what is not overridden here answers UNIMPLEMENTED (the generated base
-// class does), which the kubelet understands.
-class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
- public:
-  explicit RuntimeServiceImpl(CriPlugin* plugin) : plugin_(plugin) {}
-
-  grpc::Status Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
-                       runtime::v1::VersionResponse* resp) override {
-    resp->set_version(kCriVersion);
-    resp->set_runtime_name(kRuntimeName);
-    resp->set_runtime_version(daemon_version_);
-    resp->set_runtime_api_version(kRuntimeApiVersion);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Status(grpc::ServerContext*, const runtime::v1::StatusRequest* req,
-                      runtime::v1::StatusResponse* resp) override {
-    auto add = [resp](const char* type, const sdk::Readiness& r) {
-      runtime::v1::RuntimeCondition* c = resp->mutable_status()->add_conditions();
-      c->set_type(type);
-      c->set_status(r.ready);
-      c->set_reason(r.reason);
-      c->set_message(r.message);
-    };
-    add("RuntimeReady", plugin_->RuntimeReadiness());
-    add("NetworkReady", plugin_->NetworkReadiness());
-    for (const CriPlugin::Handler& h : plugin_->handlers()) {
-      runtime::v1::RuntimeHandler* rh = resp->add_runtime_handlers();
-      rh->set_name(h.name);
-      rh->mutable_features()->set_recursive_read_only_mounts(false);
-      rh->mutable_features()->set_user_namespaces(false);
-    }
-    resp->mutable_features()->set_supplemental_groups_policy(false);
-    if (req->verbose()) {
-      nlohmann::json info = plugin_->Info();
-      for (auto& [key, value] : info.items()) (*resp->mutable_info())[key] = value.dump();
-    }
-    return grpc::Status::OK;
-  }
-
-  grpc::Status RuntimeConfig(grpc::ServerContext*, const runtime::v1::RuntimeConfigRequest*,
-                             runtime::v1::RuntimeConfigResponse* resp) override {
-    resp->mutable_linux()->set_cgroup_driver(plugin_->cgroup_driver() == "systemd"
-                                                 ? runtime::v1::CgroupDriver::SYSTEMD
-                                                 : runtime::v1::CgroupDriver::CGROUPFS);
-    return grpc::Status::OK;
-  }
-
-  void set_daemon_version(std::string v) { daemon_version_ = std::move(v); }
-
- private:
-  CriPlugin* plugin_;
-  std::string daemon_version_;
-};
 
 CriPlugin::CriPlugin(sdk::Host host) : host_(host) {}
 
@@ -93,7 +37,8 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
   for (auto& [key, value] : p->config_.items()) {
     if (KnownKeys().count(key) == 0) {
       return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
-                                  "\" for plugin io.berth.cri (known keys: cgroup_driver)");
+                                  "\" for plugin io.berth.cri (known keys: cgroup_driver, "
+                                  "sandbox_image)");
     }
   }
   p->cgroup_driver_ = "cgroupfs";
@@ -108,8 +53,12 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
   }
   // The cgroup driver the kubelet must align with: a running plugin of that name.
   bool found = false;
+  sdk::Iface<berth_cgroup_driver_v1> cgroups;
   for (const auto& drv : host.All<berth_cgroup_driver_v1>(BERTH_IFACE_CGROUP_DRIVER_V1)) {
-    if (sdk::View(drv.table->driver_name(drv.instance)) == p->cgroup_driver_) found = true;
+    if (sdk::View(drv.table->driver_name(drv.instance)) == p->cgroup_driver_) {
+      found = true;
+      cgroups = drv;
+    }
   }
   if (!found) {
     std::string why;
@@ -153,11 +102,43 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     }
     p->handlers_.push_back(Handler{name, *rt});
   }
-  p->runtime_service_ = std::make_unique<RuntimeServiceImpl>(p.get());
-  p->runtime_service_->set_daemon_version(daemon.value("version", "0.0.0"));
   auto images = host.Lookup<berth_image_store_v1>(BERTH_IFACE_IMAGE_STORE_V1);
   if (!images.ok()) return images.status();
+  auto snapshotter = host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1);
+  if (!snapshotter.ok()) return snapshotter.status();
+  if (!BERTH_HAS_MEMBER(cgroups.table, berth_cgroup_driver_v1, remove)) {
+    return sdk::FailedPrecondition("cgroup driver plugin " + cgroups.plugin_id +
+                                   " predates ABI 1.1 (no cgroup paths or stats)");
+  }
+
+  RuntimeServiceOptions opts;
+  opts.daemon_version = daemon.value("version", "0.0.0");
+  opts.sandbox_image = kDefaultSandboxImage;
+  if (p->config_.contains("sandbox_image")) {
+    const auto& v = p->config_["sandbox_image"];
+    if (!v.is_string() || v.get<std::string>().empty()) {
+      return sdk::InvalidArgument(host.ConfigWhere("sandbox_image") +
+                                  ": key \"sandbox_image\": expected an image reference, got " +
+                                  v.dump());
+    }
+    opts.sandbox_image = v.get<std::string>();
+  }
+  opts.state_dir = host.StateDir();
+  opts.default_handler = p->default_runtime_;
+  for (const Handler& h : p->handlers_) {
+    if (!BERTH_HAS_MEMBER(h.runtime.table, berth_runtime_v1, control)) {
+      return sdk::FailedPrecondition("runtime plugin " + h.runtime.plugin_id + " of handler " +
+                                     h.name + " predates ABI 1.1 (no tasks)");
+    }
+    opts.handlers[h.name] = h.runtime;
+  }
+  opts.cgroups = cgroups;
+  opts.snapshotter = *snapshotter;
+  opts.images = *images;
+  p->sandbox_image_ = opts.sandbox_image;
+  p->runtime_service_ = std::make_unique<RuntimeServiceImpl>(p.get(), host, std::move(opts));
   p->image_service_ = std::make_unique<ImageServiceImpl>(*images);
+  p->image_service_->set_sandbox_image(p->sandbox_image_);
   p->berth_service_ = std::make_unique<BerthServiceImpl>(*images);
   *out = std::move(p);
   return sdk::Status::Ok();
@@ -174,6 +155,12 @@ sdk::Readiness CriPlugin::Status() {
 }
 
 sdk::Status CriPlugin::Start() {
+  // Records first: the kubelet must never see a half-repaired node.
+  absl::Status repaired = runtime_service_->Start();
+  if (!repaired.ok()) {
+    return sdk::Status(static_cast<int32_t>(repaired.code()),
+                       "restoring pods and containers: " + std::string(repaired.message()));
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix://" + socket_, grpc::InsecureServerCredentials());
   builder.RegisterService(runtime_service_.get());
@@ -200,6 +187,7 @@ sdk::Status CriPlugin::Start() {
 }
 
 void CriPlugin::Stop() {
+  if (runtime_service_) runtime_service_->Stop();
   if (!server_) return;
   // Calls in flight are cancelled at once (their handlers still run to the end: a removal
   // or a pull is not cut in the middle); waiting longer would only wait for idle client
@@ -267,6 +255,7 @@ nlohmann::json CriPlugin::Info() {
            {{"daemon", daemon},
             {"cgroup_driver", cgroup_driver_},
             {"default_runtime", default_runtime_},
+            {"sandbox_image", sandbox_image_},
             {"runtime_handlers", handlers}}}};
 }
 

@@ -52,6 +52,7 @@ class CriPlugin {
   std::string socket_;
   std::string cgroup_driver_;
   std::string default_runtime_;
+  std::string sandbox_image_;
   nlohmann::json config_;
   std::vector<Handler> handlers_;
   std::unique_ptr<RuntimeServiceImpl> runtime_service_;

@@ -9,7 +9,8 @@ namespace berth::cri {
 namespace {
 
 // Fills a CRI Image from the image store's JSON object.
-void FillImage(const nlohmann::json& j, runtime::v1::Image* img) {
+// pinned_id: the sandbox image's id (pinned: the kubelet never garbage-collects it).
+void FillImage(const nlohmann::json& j, runtime::v1::Image* img, const std::string& pinned_id) {
   img->set_id(j.value("id", ""));
   for (const auto& t : j.value("repo_tags", nlohmann::json::array())) {
     img->add_repo_tags(t.get<std::string>());
@@ -22,7 +23,8 @@ void FillImage(const nlohmann::json& j, runtime::v1::Image* img) {
     img->mutable_uid()->set_value(j["uid"].get<int64_t>());
   }
   img->set_username(j.value("username", ""));
-  img->set_pinned(j.value("pinned", false));
+  img->set_pinned(j.value("pinned", false) ||
+                  (!pinned_id.empty() && j.value("id", "") == pinned_id));
   img->mutable_spec()->set_image(j.value("id", ""));
   if (j.contains("annotations") && j["annotations"].is_object()) {
     for (auto& [k, v] : j["annotations"].items()) {
@@ -37,6 +39,17 @@ grpc::Status ToGrpc(int32_t code, const std::string& message) {
   if (code == BERTH_OK) return grpc::Status::OK;
   if (code < 0 || code > BERTH_UNAUTHENTICATED) code = BERTH_INTERNAL;
   return grpc::Status(static_cast<grpc::StatusCode>(code), message);
+}
+
+std::string ImageServiceImpl::PinnedId() {
+  if (sandbox_image_.empty()) return "";
+  sdk::StringSink out, err;
+  if (store_.table->image_status(store_.instance, sdk::Str(sandbox_image_), out.get(),
+                                 err.get()) != BERTH_OK) {
+    return "";
+  }
+  nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
+  return j.is_object() ? j.value("id", "") : "";
 }
 
 ImageServiceImpl::ImageServiceImpl(sdk::Iface<berth_image_store_v1> store)
@@ -81,7 +94,7 @@ grpc::Status ImageServiceImpl::ImageStatus(grpc::ServerContext*,
   if (code != BERTH_OK) return ToGrpc(code, "image status " + ref + ": " + err.str());
   nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
   if (!j.is_object()) return grpc::Status(grpc::StatusCode::INTERNAL, "bad image record");
-  FillImage(j, resp->mutable_image());
+  FillImage(j, resp->mutable_image(), PinnedId());
   if (req->verbose()) {
     nlohmann::json info = {{"id", j.value("id", "")},
                            {"chainID", j.value("chain_id", "")},
@@ -113,7 +126,8 @@ grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*,
   nlohmann::json images;
   grpc::Status s = ListImagesJson(req->has_filter() ? &req->filter() : nullptr, &images);
   if (!s.ok()) return s;
-  for (const auto& j : images) FillImage(j, resp->add_images());
+  const std::string pinned = PinnedId();
+  for (const auto& j : images) FillImage(j, resp->add_images(), pinned);
   return grpc::Status::OK;
 }
 
@@ -124,9 +138,10 @@ grpc::Status ImageServiceImpl::StreamImages(
   grpc::Status s = ListImagesJson(req->has_filter() ? &req->filter() : nullptr, &images);
   if (!s.ok()) return s;
   constexpr size_t kBatch = 100;
+  const std::string pinned = PinnedId();
   runtime::v1::StreamImagesResponse batch;
   for (const auto& j : images) {
-    FillImage(j, batch.add_images());
+    FillImage(j, batch.add_images(), pinned);
     if (static_cast<size_t>(batch.images_size()) == kBatch) {
       if (!writer->Write(batch)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
       batch.Clear();

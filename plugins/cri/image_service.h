@@ -15,6 +15,8 @@ grpc::Status ToGrpc(int32_t code, const std::string& message);
 class ImageServiceImpl final : public runtime::v1::ImageService::Service {
  public:
   explicit ImageServiceImpl(sdk::Iface<berth_image_store_v1> store);
+  // The sandbox (pause) image: reported pinned.
+  void set_sandbox_image(std::string ref) { sandbox_image_ = std::move(ref); }
 
   grpc::Status PullImage(grpc::ServerContext*, const runtime::v1::PullImageRequest* req,
                          runtime::v1::PullImageResponse* resp) override;
@@ -31,7 +33,9 @@ class ImageServiceImpl final : public runtime::v1::ImageService::Service {
 
  private:
   grpc::Status ListImagesJson(const runtime::v1::ImageFilter* filter, nlohmann::json* out);
+  std::string PinnedId();
   sdk::Iface<berth_image_store_v1> store_;
+  std::string sandbox_image_;
 };
 
 }  // namespace berth::cri

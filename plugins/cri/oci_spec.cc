@@ -5,6 +5,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -855,6 +856,32 @@ std::string HostnameEnv(const runtime::v1::PodSandboxConfig& sandbox, const Spec
 }
 
 }  // namespace
+
+absl::StatusOr<nlohmann::json> BuildLinuxResources(
+    const runtime::v1::LinuxContainerResources& resources, const SpecInputs& in) {
+  return ContainerResources(resources, in);
+}
+
+std::vector<std::string> CapabilitiesOfMask(uint64_t mask) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < std::size(kKnownCapabilities) && i < 64; ++i) {
+    if ((mask >> i) & 1u) out.emplace_back(kKnownCapabilities[i]);
+  }
+  return out;
+}
+
+std::vector<std::string> HostCapabilities() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!absl::StartsWith(line, "CapBnd:")) continue;
+    uint64_t mask = 0;
+    std::string hex(absl::StripAsciiWhitespace(absl::string_view(line).substr(7)));
+    if (!absl::SimpleHexAtoi(hex, &mask)) return {};
+    return CapabilitiesOfMask(mask);
+  }
+  return {};
+}
 
 const std::vector<std::string>& DefaultCapabilities() {
   static const std::vector<std::string> caps = {

@@ -106,6 +106,17 @@ struct SpecInputs {
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ImageVolumesToMount(
     const runtime::v1::ContainerConfig& config, const nlohmann::json& image_config);
 
+// linux.resources (without devices) for ContainerConfig.linux.resources, as the spec and
+// UpdateContainerResources use it; INVALID_ARGUMENT naming linux.resources.<field>.
+[[nodiscard]] absl::StatusOr<nlohmann::json> BuildLinuxResources(
+    const runtime::v1::LinuxContainerResources& resources, const SpecInputs& in);
+
+// The capabilities of a "CapBnd:" hex mask (from /proc/<pid>/status), kernel order; bits
+// without a known name are left out.
+[[nodiscard]] std::vector<std::string> CapabilitiesOfMask(uint64_t mask);
+// berthd's own bounding set (SpecInputs::host_capabilities); empty when unreadable.
+[[nodiscard]] std::vector<std::string> HostCapabilities();
+
 // The default capability set of containers, "CAP_"-prefixed.
 [[nodiscard]] const std::vector<std::string>& DefaultCapabilities();
 

@@ -147,15 +147,23 @@ TEST_F(BerthdTest, RuntimeNotReadyWhenTheDefaultHandlerBinaryIsMissing) {
 TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
-  runtime::v1::RunPodSandboxResponse r1;
-  EXPECT_EQ(Runtime()->RunPodSandbox(Ctx().get(), {}, &r1).error_code(),
+  // Streaming (its own issue) and checkpointing are not there yet.
+  runtime::v1::ExecResponse r1;
+  EXPECT_EQ(Runtime()->Exec(Ctx().get(), {}, &r1).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  runtime::v1::PortForwardResponse r2;
+  EXPECT_EQ(Runtime()->PortForward(Ctx().get(), {}, &r2).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
-  runtime::v1::ListContainersResponse r2;
-  EXPECT_EQ(Runtime()->ListContainers(Ctx().get(), {}, &r2).error_code(),
+  runtime::v1::CheckpointContainerResponse r3;
+  EXPECT_EQ(Runtime()->CheckpointContainer(Ctx().get(), {}, &r3).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
-  runtime::v1::ExecSyncResponse r3;
-  EXPECT_EQ(Runtime()->ExecSync(Ctx().get(), {}, &r3).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  // What is implemented refuses an empty request with the field named.
+  runtime::v1::RunPodSandboxResponse r4;
+  grpc::Status s = Runtime()->RunPodSandbox(Ctx().get(), {}, &r4);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("config.metadata.name"));
+  runtime::v1::ListContainersResponse r5;
+  EXPECT_TRUE(Runtime()->ListContainers(Ctx().get(), {}, &r5).ok());
+  EXPECT_EQ(r5.containers_size(), 0);
 }
 
 TEST_F(BerthdTest, SocketIsRootOnlyAndRemovedOnSigterm) {

@@ -1,0 +1,2062 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "plugins/cri/runtime_service.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "berth/mount.hpp"
+#include "core/status_macros.h"
+#include "plugins/cri/cri_service.h"
+#include "plugins/cri/oci_spec.h"
+#include "plugins/cri/pod_infra.h"
+
+namespace berth::cri {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr char kRuntimeName[] = "berth";
+constexpr char kCriVersion[] = "0.1.0";
+constexpr char kRuntimeApiVersion[] = "v1";
+constexpr char kBucket[] = "cri";
+constexpr char kExitTopic[] = "/runtime/task-exit";
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromSdk(const sdk::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
+}
+
+absl::Status Code(int32_t code, const std::string& message) {
+  return absl::Status(static_cast<absl::StatusCode>(code), message);
+}
+
+absl::Status Prefix(const absl::Status& s, absl::string_view what) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+}
+
+// A name part of pod or container metadata: 1-253 bytes, printable, no '/' (names key
+// records and appear in paths of other tools), no whitespace.
+absl::Status ValidateName(const std::string& value, absl::string_view field) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is empty"));
+  if (value.size() > 253) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(), " bytes long (at most 253)"));
+  }
+  for (unsigned char c : value) {
+    if (c <= 0x20 || c == 0x7f || c == '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " \"", absl::CEscape(value),
+                       "\" holds a character that is not allowed (whitespace, control or '/')"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool LabelNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+}
+
+// A label key as Kubernetes qualifies it: [prefix/]name, the name 1-63 bytes of
+// [A-Za-z0-9._-] beginning and ending alphanumeric, the prefix a DNS subdomain.
+absl::Status ValidateLabelKey(const std::string& key, absl::string_view field) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " key \"", absl::CEscape(key), "\": ", why));
+  };
+  std::string name = key;
+  size_t slash = key.rfind('/');
+  if (slash != std::string::npos) {
+    std::string prefix = key.substr(0, slash);
+    name = key.substr(slash + 1);
+    if (prefix.empty() || prefix.size() > 253) return bad("the prefix must be 1-253 bytes");
+    for (char c : prefix) {
+      if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
+            absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.')) {
+        return bad("the prefix must be a DNS subdomain ([a-z0-9.-])");
+      }
+    }
+  }
+  if (name.empty() || name.size() > 63) return bad("the name must be 1-63 bytes");
+  if (!absl::ascii_isalnum(static_cast<unsigned char>(name.front())) ||
+      !absl::ascii_isalnum(static_cast<unsigned char>(name.back()))) {
+    return bad("the name must begin and end with a letter or digit");
+  }
+  for (char c : name) {
+    if (!LabelNameChar(c)) return bad("the name may hold only [A-Za-z0-9._-]");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLabels(const google::protobuf::Map<std::string, std::string>& labels,
+                            absl::string_view field) {
+  for (const auto& [k, v] : labels) {
+    RETURN_IF_ERROR(ValidateLabelKey(k, field));
+    if (v.size() > 4096) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[\"", k, "\"]: value is ", v.size(), " bytes (at most 4096)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAnnotations(const google::protobuf::Map<std::string, std::string>& a,
+                                 absl::string_view field) {
+  size_t total = 0;
+  for (const auto& [k, v] : a) {
+    if (k.empty() || k.size() > 317) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " key \"", absl::CEscape(k), "\" must be 1-317 bytes"));
+    }
+    total += k.size() + v.size();
+  }
+  if (total > (256u << 10)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " total ", total, " bytes (at most 256 KiB, as Kubernetes)"));
+  }
+  return absl::OkStatus();
+}
+
+bool MatchLabels(const google::protobuf::Map<std::string, std::string>& selector,
+                 const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : selector) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+runtime::v1::ContainerState CriState(ContainerPhase p) {
+  switch (p) {
+    case ContainerPhase::kCreated: return runtime::v1::CONTAINER_CREATED;
+    case ContainerPhase::kRunning: return runtime::v1::CONTAINER_RUNNING;
+    case ContainerPhase::kExited:
+    case ContainerPhase::kRemoving: return runtime::v1::CONTAINER_EXITED;
+    case ContainerPhase::kCreating: return runtime::v1::CONTAINER_UNKNOWN;
+  }
+  return runtime::v1::CONTAINER_UNKNOWN;
+}
+
+runtime::v1::PodSandboxState CriState(SandboxPhase p) {
+  return p == SandboxPhase::kReady ? runtime::v1::SANDBOX_READY : runtime::v1::SANDBOX_NOTREADY;
+}
+
+// Rootfs and bundle files of a task are unmounted from the bottom of the stack up.
+absl::Status UnmountAll(const std::string& target) {
+  for (int i = 0; i < 64; ++i) {
+    if (::umount2(target.c_str(), MNT_DETACH) != 0) {
+      if (errno == EINVAL || errno == ENOENT) return absl::OkStatus();
+      return core::ErrnoToStatus(errno, "unmount " + target);
+    }
+  }
+  return absl::InternalError("more than 64 mounts stacked on " + target);
+}
+
+absl::StatusOr<std::string> ReadWhole(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return core::ErrnoToStatus(errno, "read " + path);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+absl::Status WriteDurable(const std::string& path, const std::string& content) {
+  return WriteFileAtomic(path, content, 0600);
+}
+
+std::string ContainerReason(const std::string& task_reason, uint32_t exit_status) {
+  if (task_reason == "OOMKilled") return "OOMKilled";
+  return exit_status == 0 ? "Completed" : "Error";
+}
+
+// CPU and memory figures of a cgroup driver's stats JSON, into CRI messages.
+void FillCpu(const json& st, int64_t ts, runtime::v1::CpuUsage* cpu) {
+  cpu->set_timestamp(ts);
+  if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
+    cpu->mutable_usage_core_nano_seconds()->set_value(st["cpu"].value("usage_ns", uint64_t{0}));
+  }
+}
+
+void FillMemory(const json& st, int64_t ts, runtime::v1::MemoryUsage* mem) {
+  mem->set_timestamp(ts);
+  if (!st.contains("memory")) return;
+  const json& m = st["memory"];
+  if (m.contains("working_set_bytes")) {
+    mem->mutable_working_set_bytes()->set_value(m.value("working_set_bytes", uint64_t{0}));
+  }
+  if (m.contains("usage_bytes")) mem->mutable_usage_bytes()->set_value(m.value("usage_bytes", uint64_t{0}));
+  if (m.contains("rss_bytes")) mem->mutable_rss_bytes()->set_value(m.value("rss_bytes", uint64_t{0}));
+  if (m.contains("page_faults")) mem->mutable_page_faults()->set_value(m.value("page_faults", uint64_t{0}));
+  if (m.contains("major_page_faults")) {
+    mem->mutable_major_page_faults()->set_value(m.value("major_page_faults", uint64_t{0}));
+  }
+  if (m.contains("limit_bytes") && m.contains("working_set_bytes")) {
+    uint64_t limit = m.value("limit_bytes", uint64_t{0});
+    uint64_t ws = m.value("working_set_bytes", uint64_t{0});
+    mem->mutable_available_bytes()->set_value(limit > ws ? limit - ws : 0);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Set-up
+
+RuntimeServiceImpl::RuntimeServiceImpl(CriPlugin* plugin, sdk::Host host,
+                                       RuntimeServiceOptions options)
+    : plugin_(plugin), host_(host), options_(std::move(options)) {}
+
+RuntimeServiceImpl::~RuntimeServiceImpl() { Stop(); }
+
+absl::Status RuntimeServiceImpl::Start() {
+  std::error_code ec;
+  fs::create_directories(options_.state_dir + "/bundles", ec);
+  if (ec) return absl::InternalError("create " + options_.state_dir + "/bundles: " + ec.message());
+  // Exits are queued from now on, applied once the records are reconciled.
+  if (BERTH_HAS_MEMBER(host_.raw(), berth_host, subscribe)) {
+    subscription_ = host_.raw()->subscribe(
+        host_.raw()->ctx, kExitTopic,
+        [](void* user, berth_str, berth_str payload) {
+          static_cast<RuntimeServiceImpl*>(user)->OnTaskExit(std::string(sdk::View(payload)));
+        },
+        this);
+  }
+  if (subscription_ == 0) return absl::FailedPreconditionError("cannot follow task exits");
+  exit_worker_ = std::thread([this] { ExitWorker(); });
+  absl::Status s = Reconcile();
+  {
+    std::lock_guard<std::mutex> lock(exits_mu_);
+    exits_paused_ = false;
+  }
+  exits_cv_.notify_all();
+  return s;
+}
+
+void RuntimeServiceImpl::Stop() {
+  if (subscription_ != 0) {
+    host_.raw()->unsubscribe(host_.raw()->ctx, subscription_);
+    subscription_ = 0;
+  }
+  {
+    std::lock_guard<std::mutex> lock(exits_mu_);
+    exits_stop_ = true;
+  }
+  exits_cv_.notify_all();
+  if (exit_worker_.joinable()) exit_worker_.join();
+  std::lock_guard<std::mutex> lock(events_mu_);
+  for (auto& sub : subscribers_) {
+    std::lock_guard<std::mutex> l(sub->mu);
+    sub->closed = true;
+    sub->cv.notify_all();
+  }
+  subscribers_.clear();
+}
+
+std::string RuntimeServiceImpl::NewId() {
+  unsigned char bytes[32];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    ssize_t n = ::getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id.push_back(kHex[b >> 4]);
+    id.push_back(kHex[b & 15]);
+  }
+  return id;
+}
+
+std::string RuntimeServiceImpl::BundleDir(const std::string& id) const {
+  return options_.state_dir + "/bundles/" + id;
+}
+
+std::string RuntimeServiceImpl::SnapshotKey(const std::string& id) { return "berth-cri/" + id; }
+
+absl::StatusOr<TaskClient> RuntimeServiceImpl::Handler(const std::string& name) {
+  auto it = options_.handlers.find(name);
+  if (it == options_.handlers.end()) {
+    std::string known;
+    for (const auto& [n, _] : options_.handlers) known += (known.empty() ? "" : ", ") + n;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "runtime_handler \"", name, "\" is not configured (configured handlers: ", known,
+        "; add it under runtimes: in the berthd configuration)"));
+  }
+  return TaskClient(it->second, name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Records
+
+std::shared_ptr<RuntimeServiceImpl::Sandbox> RuntimeServiceImpl::FindSandbox(
+    const std::string& id) {
+  if (id.empty()) return nullptr;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sandboxes_.lower_bound(id);
+  if (it == sandboxes_.end() || !absl::StartsWith(it->first, id)) return nullptr;
+  if (it->first != id) {  // a prefix: it must be unambiguous
+    auto next = std::next(it);
+    if (next != sandboxes_.end() && absl::StartsWith(next->first, id)) return nullptr;
+  }
+  if (it->second->rec.phase == SandboxPhase::kCreating) return nullptr;
+  return it->second;
+}
+
+std::shared_ptr<RuntimeServiceImpl::Container> RuntimeServiceImpl::FindContainer(
+    const std::string& id) {
+  if (id.empty()) return nullptr;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = containers_.lower_bound(id);
+  if (it == containers_.end() || !absl::StartsWith(it->first, id)) return nullptr;
+  if (it->first != id) {
+    auto next = std::next(it);
+    if (next != containers_.end() && absl::StartsWith(next->first, id)) return nullptr;
+  }
+  if (it->second->rec.phase == ContainerPhase::kCreating) return nullptr;
+  return it->second;
+}
+
+absl::Status RuntimeServiceImpl::SaveSandbox(const std::string& id) {
+  std::lock_guard<std::mutex> persist(persist_mu_);
+  std::optional<std::string> text;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sandboxes_.find(id);
+    if (it != sandboxes_.end()) text = it->second->rec.ToJson().dump();
+  }
+  auto txn = host_.Begin(true);
+  if (!txn.ok()) return FromSdk(txn.status());
+  sdk::Status s = text ? txn->Put(kBucket, "sandbox/" + id, *text)
+                       : txn->Delete(kBucket, "sandbox/" + id);
+  if (!s.ok() && !(s.code() == BERTH_NOT_FOUND && !text)) return FromSdk(s);
+  return Prefix(FromSdk(txn->Commit()), "save sandbox " + id);
+}
+
+absl::Status RuntimeServiceImpl::SaveContainer(const std::string& id) {
+  std::lock_guard<std::mutex> persist(persist_mu_);
+  std::optional<std::string> text;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = containers_.find(id);
+    if (it != containers_.end()) text = it->second->rec.ToJson().dump();
+  }
+  auto txn = host_.Begin(true);
+  if (!txn.ok()) return FromSdk(txn.status());
+  sdk::Status s = text ? txn->Put(kBucket, "container/" + id, *text)
+                       : txn->Delete(kBucket, "container/" + id);
+  if (!s.ok() && !(s.code() == BERTH_NOT_FOUND && !text)) return FromSdk(s);
+  return Prefix(FromSdk(txn->Commit()), "save container " + id);
+}
+
+// ---------------------------------------------------------------------------------------
+// Images, snapshots, bundles
+
+absl::StatusOr<RuntimeServiceImpl::ImageInfo> RuntimeServiceImpl::ResolveImage(
+    const std::string& ref) {
+  sdk::StringSink out, err;
+  int32_t code = options_.images.table->image_status(options_.images.instance, sdk::Str(ref),
+                                                     out.get(), err.get());
+  if (code == BERTH_NOT_FOUND) {
+    return absl::NotFoundError(absl::StrCat("image \"", ref, "\" is not present on the node (",
+                                            err.str(), "): pull it first"));
+  }
+  if (code != BERTH_OK) return Code(code, absl::StrCat("image \"", ref, "\": ", err.str()));
+  json j = json::parse(out.str(), nullptr, false);
+  if (!j.is_object()) return absl::InternalError("image store returned an unreadable image");
+  ImageInfo info;
+  info.id = j.value("id", "");
+  info.chain_id = j.value("chain_id", "");
+  info.config = j.value("config", json::object());
+  auto tags = j.value("repo_tags", std::vector<std::string>{});
+  auto digests = j.value("repo_digests", std::vector<std::string>{});
+  info.digest_ref = digests.empty() ? info.id : digests.front();
+  info.name = ref;
+  if (absl::StartsWith(ref, "sha256:") || ref.size() < 64) {
+    // An id or id prefix: show a name the user knows when there is one.
+    if (absl::StartsWith(ref, "sha256:") || info.id.find(ref) != std::string::npos) {
+      info.name = !tags.empty() ? tags.front() : info.digest_ref;
+    }
+  }
+  return info;
+}
+
+absl::StatusOr<RuntimeServiceImpl::ImageInfo> RuntimeServiceImpl::EnsureSandboxImage() {
+  std::lock_guard<std::mutex> lock(image_mu_);
+  absl::StatusOr<ImageInfo> info = ResolveImage(options_.sandbox_image);
+  if (info.ok() || info.status().code() != absl::StatusCode::kNotFound) {
+    if (info.ok()) sandbox_image_id_ = info->id;
+    return info;
+  }
+  host_.Info("pulling sandbox image " + options_.sandbox_image);
+  sdk::StringSink id, err;
+  int32_t code = options_.images.table->pull(options_.images.instance,
+                                             sdk::Str(options_.sandbox_image), sdk::Str(""),
+                                             sdk::Str(""), nullptr, nullptr, id.get(), err.get());
+  if (code != BERTH_OK) {
+    return Code(code, absl::StrCat("sandbox image ", options_.sandbox_image,
+                                   " is not present and cannot be pulled: ", err.str(),
+                                   " (set sandbox_image of io.berth.cri to an image this node "
+                                   "can reach, or import it)"));
+  }
+  info = ResolveImage(options_.sandbox_image);
+  if (info.ok()) sandbox_image_id_ = info->id;
+  return info;
+}
+
+std::string RuntimeServiceImpl::SandboxImageId() {
+  std::lock_guard<std::mutex> lock(image_mu_);
+  return sandbox_image_id_;
+}
+
+absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::string& parent,
+                                             const std::string& target) {
+  sdk::StringSink prepared, err;
+  json labels = {{"io.berth.cri/owner", "cri"}};
+  int32_t code = options_.snapshotter.table->prepare(
+      options_.snapshotter.instance, sdk::Str(key), sdk::Str(parent), sdk::Str(labels.dump()),
+      prepared.get(), err.get());
+  std::string mounts = prepared.str();
+  if (code == BERTH_ALREADY_EXISTS) {  // a retried step: reuse it
+    sdk::StringSink again, err2;
+    code = options_.snapshotter.table->mounts(options_.snapshotter.instance, sdk::Str(key),
+                                              again.get(), err2.get());
+    if (code != BERTH_OK) return Code(code, "snapshot " + key + ": " + err2.str());
+    mounts = again.str();
+  } else if (code != BERTH_OK) {
+    return Code(code, absl::StrCat("writable layer ", key, " on ", parent, ": ", err.str()));
+  }
+  std::error_code ec;
+  fs::create_directories(target, ec);
+  if (ec) return absl::InternalError("create " + target + ": " + ec.message());
+  sdk::Status s = sdk::MountAll(mounts, target);
+  if (!s.ok()) return Prefix(FromSdk(s), "mount the writable layer " + key);
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::UnmountAndRemoveBundle(const std::string& id) {
+  const std::string bundle = BundleDir(id);
+  std::error_code ec;
+  if (!fs::exists(bundle, ec)) return absl::OkStatus();
+  RETURN_IF_ERROR(UnmountAll(bundle + "/rootfs"));
+  // Never delete recursively through something still mounted.
+  absl::StatusOr<std::vector<std::string>> mounted = MountPointsUnder(bundle);
+  if (mounted.ok() && !mounted->empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("bundle ", bundle, " still has ", mounted->front(), " mounted"));
+  }
+  fs::remove_all(bundle, ec);
+  if (ec) return absl::InternalError("remove " + bundle + ": " + ec.message());
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Runtime-level calls
+
+grpc::Status RuntimeServiceImpl::Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
+                                         runtime::v1::VersionResponse* resp) {
+  resp->set_version(kCriVersion);
+  resp->set_runtime_name(kRuntimeName);
+  resp->set_runtime_version(options_.daemon_version);
+  resp->set_runtime_api_version(kRuntimeApiVersion);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*,
+                                        const runtime::v1::StatusRequest* req,
+                                        runtime::v1::StatusResponse* resp) {
+  auto add = [resp](const char* type, const sdk::Readiness& r) {
+    runtime::v1::RuntimeCondition* c = resp->mutable_status()->add_conditions();
+    c->set_type(type);
+    c->set_status(r.ready);
+    c->set_reason(r.reason);
+    c->set_message(r.message);
+  };
+  add("RuntimeReady", plugin_->RuntimeReadiness());
+  add("NetworkReady", plugin_->NetworkReadiness());
+  for (const auto& [name, _] : options_.handlers) {
+    runtime::v1::RuntimeHandler* rh = resp->add_runtime_handlers();
+    rh->set_name(name);
+    rh->mutable_features()->set_recursive_read_only_mounts(false);
+    rh->mutable_features()->set_user_namespaces(false);
+  }
+  resp->mutable_features()->set_supplemental_groups_policy(false);
+  if (req->verbose()) {
+    json info = plugin_->Info();
+    for (auto& [key, value] : info.items()) (*resp->mutable_info())[key] = value.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::RuntimeConfig(grpc::ServerContext*,
+                                               const runtime::v1::RuntimeConfigRequest*,
+                                               runtime::v1::RuntimeConfigResponse* resp) {
+  resp->mutable_linux()->set_cgroup_driver(plugin_->cgroup_driver() == "systemd"
+                                               ? runtime::v1::CgroupDriver::SYSTEMD
+                                               : runtime::v1::CgroupDriver::CGROUPFS);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::UpdateRuntimeConfig(
+    grpc::ServerContext*, const runtime::v1::UpdateRuntimeConfigRequest* req,
+    runtime::v1::UpdateRuntimeConfigResponse*) {
+  const std::string cidr = req->runtime_config().network_config().pod_cidr();
+  for (unsigned char c : cidr) {
+    if (!(absl::ascii_isxdigit(c) || c == '.' || c == ':' || c == '/' || c == ',')) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "runtime_config.network_config.pod_cidr \"" + absl::CEscape(cidr) +
+                              "\" is not a CIDR list");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pod_cidr_ == cidr) return grpc::Status::OK;
+    pod_cidr_ = cidr;
+  }
+  std::lock_guard<std::mutex> persist(persist_mu_);
+  auto txn = host_.Begin(true);
+  if (!txn.ok()) return ToGrpc(FromSdk(txn.status()));
+  sdk::Status s = txn->Put(kBucket, "runtime_config", json{{"pod_cidr", cidr}}.dump());
+  if (s.ok()) s = txn->Commit();
+  if (!s.ok()) return ToGrpc(FromSdk(s));
+  host_.Info("pod CIDR is now \"" + cidr + "\"");
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pod sandboxes
+
+grpc::Status RuntimeServiceImpl::RunPodSandbox(grpc::ServerContext*,
+                                               const runtime::v1::RunPodSandboxRequest* req,
+                                               runtime::v1::RunPodSandboxResponse* resp) {
+  absl::StatusOr<std::string> id = DoRunPodSandbox(*req);
+  if (!id.ok()) return ToGrpc(Prefix(id.status(), "RunPodSandbox"));
+  resp->set_pod_sandbox_id(*id);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::string> RuntimeServiceImpl::DoRunPodSandbox(
+    const runtime::v1::RunPodSandboxRequest& req) {
+  const runtime::v1::PodSandboxConfig& config = req.config();
+  RETURN_IF_ERROR(ValidateName(config.metadata().name(), "config.metadata.name"));
+  RETURN_IF_ERROR(ValidateName(config.metadata().namespace_(), "config.metadata.namespace"));
+  RETURN_IF_ERROR(ValidateName(config.metadata().uid(), "config.metadata.uid"));
+  if (config.metadata().attempt() > 1000000) {
+    return absl::InvalidArgumentError("config.metadata.attempt is absurdly large");
+  }
+  RETURN_IF_ERROR(ValidateLabels(config.labels(), "config.labels"));
+  RETURN_IF_ERROR(ValidateAnnotations(config.annotations(), "config.annotations"));
+  RETURN_IF_ERROR(ValidateLogDirectory(config.log_directory()));
+  const std::string handler =
+      req.runtime_handler().empty() ? options_.default_handler : req.runtime_handler();
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+
+  auto sb = std::make_shared<Sandbox>();
+  sb->rec.id = NewId();
+  sb->rec.name = SandboxName(config.metadata());
+  sb->rec.handler = handler;
+  sb->rec.config = config;
+  sb->rec.phase = SandboxPhase::kCreating;
+  sb->rec.created_at = NowNanos();
+  sb->rec.image_ref = options_.sandbox_image;
+  sb->rec.log_directory = config.log_directory();
+  std::unique_lock<std::mutex> op(sb->op);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto held = sandbox_names_.find(sb->rec.name);
+    if (held != sandbox_names_.end()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "pod sandbox name \"", sb->rec.name, "\" is reserved by sandbox ", held->second,
+          " (remove it first, or use another attempt number)"));
+    }
+    sandbox_names_[sb->rec.name] = sb->rec.id;
+    sandboxes_[sb->rec.id] = sb;
+  }
+  absl::Status built = SaveSandbox(sb->rec.id);
+  if (built.ok()) built = BuildSandbox(sb.get(), &tasks);
+  if (!built.ok()) {
+    // Whatever was made is undone, also when the kubelet gave up waiting.
+    SandboxRecord rec;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec = sb->rec;
+    }
+    absl::Status undone = TeardownSandbox(rec);
+    if (!undone.ok()) {
+      // Keep the record: RemovePodSandbox or the next start finishes the job.
+      host_.Error(absl::StrCat("sandbox ", rec.id, ": rolling back a failed RunPodSandbox: ",
+                               undone.message()));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        sb->rec.phase = SandboxPhase::kRemoving;
+      }
+      (void)SaveSandbox(rec.id);
+      return Prefix(built, absl::StrCat("sandbox ", rec.id, " (left to be removed: ",
+                                        undone.message(), ")"));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sandboxes_.erase(rec.id);
+      sandbox_names_.erase(rec.name);
+    }
+    (void)SaveSandbox(rec.id);
+    return built;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sb->rec.phase = SandboxPhase::kReady;
+  }
+  RETURN_IF_ERROR(SaveSandbox(sb->rec.id));
+  host_.Info(absl::StrCat("sandbox ", sb->rec.id, " (", sb->rec.name, ") is ready, pause pid ",
+                          sb->rec.pid));
+  Emit(runtime::v1::CONTAINER_CREATED_EVENT, sb->rec.id, sb->rec.id);
+  Emit(runtime::v1::CONTAINER_STARTED_EVENT, sb->rec.id, sb->rec.id);
+  return sb->rec.id;
+}
+
+// Every step records what it made before the next one starts; a failure returns and the
+// caller tears down from the record.
+absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
+  SandboxRecord& rec = sb->rec;  // only this thread writes it while kCreating
+  const runtime::v1::PodSandboxConfig& config = rec.config;
+  ASSIGN_OR_RETURN(ImageInfo pause, EnsureSandboxImage());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.image_id = pause.id;
+  }
+  // The pause container's cgroup.
+  sdk::StringSink path, err;
+  int32_t code = options_.cgroups.table->cgroup_path(
+      options_.cgroups.instance, sdk::Str(config.linux().cgroup_parent()), sdk::Str(rec.id),
+      path.get(), err.get());
+  if (code != BERTH_OK) return Code(code, "config.linux.cgroup_parent: " + err.str());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.cgroups_path = path.str();
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec.id));
+
+  // Pod files, /dev/shm, the network namespace, the log directory.
+  PodInfraOptions infra_opts;
+  infra_opts.sandbox_id = rec.id;
+  infra_opts.state_dir = options_.state_dir;
+  ASSIGN_OR_RETURN(PodInfra infra, SetUpPodInfra(config, infra_opts));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.sandbox_dir = infra.sandbox_dir;
+    rec.hostname = infra.hostname;
+    rec.hostname_path = infra.hostname_path;
+    rec.hosts_path = infra.hosts_path;
+    rec.resolv_conf_path = infra.resolv_conf_path;
+    rec.shm_path = infra.shm_path;
+    rec.net_ns_path = infra.net_ns_path;
+    rec.log_directory = infra.log_directory;
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec.id));
+
+  // The pause container: its rootfs, its spec, its task.
+  const std::string bundle = BundleDir(rec.id);
+  RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), pause.chain_id, bundle + "/rootfs"));
+  SpecInputs in;
+  in.sandbox_id = rec.id;
+  in.container_id = rec.id;
+  in.rootfs_path = bundle + "/rootfs";
+  in.spec_root_path = "rootfs";
+  in.cgroups_path = rec.cgroups_path;
+  in.oom_score_adj_min = OomScoreAdjMin();
+  in.host_capabilities = HostCapabilities();
+  in.image_name = options_.sandbox_image;
+  ApplyPodInfra(infra, &in);
+  ASSIGN_OR_RETURN(json spec, BuildSandboxSpec(config, pause.config, in));
+  RETURN_IF_ERROR(WriteDurable(bundle + "/config.json", spec.dump()));
+  CreateTask task;
+  task.id = rec.id;
+  task.bundle = bundle;
+  ASSIGN_OR_RETURN(uint32_t pid, tasks->Create(rec.id, task));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.task_created = true;
+    rec.pid = pid;
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec.id));
+  ASSIGN_OR_RETURN(pid, tasks->Start(rec.id, rec.id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.pid = pid;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::KillAndWait(TaskClient* tasks, const std::string& sandbox_id,
+                                             const std::string& id,
+                                             const std::shared_ptr<Container>& c) {
+  absl::Status killed = tasks->Kill(sandbox_id, id, SIGKILL, /*all=*/true);
+  if (!killed.ok() && killed.code() != absl::StatusCode::kNotFound &&
+      killed.code() != absl::StatusCode::kFailedPrecondition) {
+    return Prefix(killed, "kill " + id);
+  }
+  // Wait until the runtime reports the task stopped (or gone).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.kill_wait_seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (c) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (c->rec.phase == ContainerPhase::kExited || c->rec.phase == ContainerPhase::kRemoving) {
+        return absl::OkStatus();
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<TaskInfo> all,
+                     TaskClient::Tasks(options_.handlers.at(tasks->handler())));
+    const TaskInfo* task = nullptr;
+    for (const TaskInfo& t : all) {
+      if (t.sandbox_id == sandbox_id && t.id == id && t.exec_id.empty()) task = &t;
+    }
+    if (task == nullptr) return absl::OkStatus();
+    if (task->status == "stopped") {
+      // Its exit event may still be queued (or held back while restarting): apply it now.
+      ApplyExit(json{{"sandbox_id", sandbox_id},
+                     {"id", id},
+                     {"exit_status", task->exit_status},
+                     {"exited_at", task->exited_at},
+                     {"reason", task->reason}});
+      return absl::OkStatus();
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    exit_cv_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("task ", id, " did not exit ",
+                                                  options_.kill_wait_seconds,
+                                                  " s after SIGKILL"));
+}
+
+absl::Status RuntimeServiceImpl::TeardownSandbox(const SandboxRecord& rec) {
+  std::vector<std::string> errors;
+  auto note = [&errors](const absl::Status& s) {
+    if (!s.ok()) errors.emplace_back(s.message());
+  };
+  absl::StatusOr<TaskClient> tasks = Handler(rec.handler);
+  if (tasks.ok()) {
+    absl::Status k = KillAndWait(&*tasks, rec.id, rec.id, nullptr);
+    note(k);
+    if (k.ok()) {
+      absl::Status d = tasks->Delete(rec.id, rec.id);
+      if (d.code() != absl::StatusCode::kNotFound) note(Prefix(d, "delete the pause task"));
+      note(Prefix(tasks->RemoveSandbox(rec.id), "stop the pod's shim"));
+    }
+  } else {
+    note(tasks.status());
+  }
+  note(UnmountAndRemoveBundle(rec.id));
+  sdk::StringSink err;
+  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
+                                                    sdk::Str(SnapshotKey(rec.id)), err.get());
+  if (code != BERTH_OK && code != BERTH_NOT_FOUND) note(Code(code, "remove snapshot: " + err.str()));
+  if (!rec.cgroups_path.empty()) {
+    sdk::StringSink cerr;
+    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(rec.cgroups_path),
+                                          cerr.get());
+    if (code != BERTH_OK) note(Code(code, "remove cgroup " + rec.cgroups_path + ": " + cerr.str()));
+  }
+  PodInfraOptions infra_opts;
+  infra_opts.sandbox_id = rec.id;
+  infra_opts.state_dir = options_.state_dir;
+  note(TearDownPodInfra(infra_opts));
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
+grpc::Status RuntimeServiceImpl::StopPodSandbox(grpc::ServerContext*,
+                                                const runtime::v1::StopPodSandboxRequest* req,
+                                                runtime::v1::StopPodSandboxResponse*) {
+  std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
+  // A sandbox that is gone is stopped.
+  if (!sb) return grpc::Status::OK;
+  return ToGrpc(Prefix(DoStopPodSandbox(sb), "StopPodSandbox " + req->pod_sandbox_id()));
+}
+
+absl::Status RuntimeServiceImpl::DoStopPodSandbox(const std::shared_ptr<Sandbox>& sb) {
+  std::lock_guard<std::mutex> op(sb->op);
+  SandboxRecord rec;
+  std::vector<std::shared_ptr<Container>> members;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = sb->rec;
+    for (const std::string& cid : sb->containers) {
+      auto it = containers_.find(cid);
+      if (it != containers_.end()) members.push_back(it->second);
+    }
+  }
+  // Containers first (no grace: the kubelet stopped them already when it could).
+  for (const auto& c : members) RETURN_IF_ERROR(DoStopContainer(c, 0));
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(rec.handler));
+  RETURN_IF_ERROR(KillAndWait(&tasks, rec.id, rec.id, nullptr));
+  if (!rec.infra_stopped) {
+    PodInfraOptions infra_opts;
+    infra_opts.sandbox_id = rec.id;
+    infra_opts.state_dir = options_.state_dir;
+    RETURN_IF_ERROR(StopPodInfra(infra_opts));
+  }
+  bool changed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed = sb->rec.phase == SandboxPhase::kReady || !sb->rec.infra_stopped;
+    if (sb->rec.phase == SandboxPhase::kReady) sb->rec.phase = SandboxPhase::kNotReady;
+    sb->rec.infra_stopped = true;
+  }
+  if (changed) {
+    RETURN_IF_ERROR(SaveSandbox(rec.id));
+    Emit(runtime::v1::CONTAINER_STOPPED_EVENT, rec.id, rec.id);
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status RuntimeServiceImpl::RemovePodSandbox(grpc::ServerContext*,
+                                                  const runtime::v1::RemovePodSandboxRequest* req,
+                                                  runtime::v1::RemovePodSandboxResponse*) {
+  std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
+  if (!sb) return grpc::Status::OK;
+  return ToGrpc(Prefix(DoRemovePodSandbox(sb), "RemovePodSandbox " + req->pod_sandbox_id()));
+}
+
+absl::Status RuntimeServiceImpl::DoRemovePodSandbox(const std::shared_ptr<Sandbox>& sb) {
+  RETURN_IF_ERROR(DoStopPodSandbox(sb));
+  std::lock_guard<std::mutex> op(sb->op);
+  std::vector<std::shared_ptr<Container>> members;
+  SandboxRecord rec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sandboxes_.find(sb->rec.id) == sandboxes_.end()) return absl::OkStatus();  // raced
+    for (const std::string& cid : sb->containers) {
+      auto it = containers_.find(cid);
+      if (it != containers_.end()) members.push_back(it->second);
+    }
+  }
+  for (const auto& c : members) RETURN_IF_ERROR(DoRemoveContainer(c));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sb->rec.phase = SandboxPhase::kRemoving;
+    rec = sb->rec;
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec.id));
+  RETURN_IF_ERROR(TeardownSandbox(rec));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sandboxes_.erase(rec.id);
+    sandbox_names_.erase(rec.name);
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec.id));
+  host_.Info(absl::StrCat("sandbox ", rec.id, " (", rec.name, ") removed"));
+  Emit(runtime::v1::CONTAINER_DELETED_EVENT, rec.id, rec.id);
+  return absl::OkStatus();
+}
+
+void RuntimeServiceImpl::FillSandbox(const Sandbox& sb, runtime::v1::PodSandbox* out) {
+  const SandboxRecord& r = sb.rec;
+  out->set_id(r.id);
+  *out->mutable_metadata() = r.config.metadata();
+  out->set_state(CriState(r.phase));
+  out->set_created_at(r.created_at);
+  *out->mutable_labels() = r.config.labels();
+  *out->mutable_annotations() = r.config.annotations();
+  out->set_runtime_handler(r.handler);
+}
+
+void RuntimeServiceImpl::FillSandboxStatus(const Sandbox& sb, runtime::v1::PodSandboxStatus* out) {
+  const SandboxRecord& r = sb.rec;
+  out->set_id(r.id);
+  *out->mutable_metadata() = r.config.metadata();
+  out->set_state(CriState(r.phase));
+  out->set_created_at(r.created_at);
+  if (!r.pod_ips.empty()) {
+    out->mutable_network()->set_ip(r.pod_ips.front());
+    for (size_t i = 1; i < r.pod_ips.size(); ++i) {
+      out->mutable_network()->add_additional_ips()->set_ip(r.pod_ips[i]);
+    }
+  }
+  *out->mutable_linux()->mutable_namespaces()->mutable_options() =
+      r.config.linux().security_context().namespace_options();
+  *out->mutable_labels() = r.config.labels();
+  *out->mutable_annotations() = r.config.annotations();
+  out->set_runtime_handler(r.handler);
+}
+
+grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*,
+                                                  const runtime::v1::PodSandboxStatusRequest* req,
+                                                  runtime::v1::PodSandboxStatusResponse* resp) {
+  std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
+  if (!sb) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "PodSandboxStatus: pod sandbox \"" + req->pod_sandbox_id() +
+                            "\" not found");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  FillSandboxStatus(*sb, resp->mutable_status());
+  for (const std::string& cid : sb->containers) {
+    auto it = containers_.find(cid);
+    if (it == containers_.end() || it->second->rec.phase == ContainerPhase::kCreating) continue;
+    FillContainerStatus(*it->second, resp->add_containers_statuses());
+  }
+  resp->set_timestamp(NowNanos());
+  if (req->verbose()) {
+    const SandboxRecord& r = sb->rec;
+    json info = {{"pid", r.pid},
+                 {"phase", PhaseName(r.phase)},
+                 {"runtimeHandler", r.handler},
+                 {"image", r.image_ref},
+                 {"imageID", r.image_id},
+                 {"cgroupsPath", r.cgroups_path},
+                 {"netNamespacePath", r.net_ns_path},
+                 {"sandboxDir", r.sandbox_dir},
+                 {"hostname", r.hostname},
+                 {"logDirectory", r.log_directory},
+                 {"bundle", BundleDir(r.id)},
+                 {"snapshotKey", SnapshotKey(r.id)}};
+    (*resp->mutable_info())["info"] = info.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::ListPodSandbox(grpc::ServerContext*,
+                                                const runtime::v1::ListPodSandboxRequest* req,
+                                                runtime::v1::ListPodSandboxResponse* resp) {
+  const runtime::v1::PodSandboxFilter& f = req->filter();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto consider = [&](const Sandbox& sb) {
+    if (sb.rec.phase == SandboxPhase::kCreating) return;
+    if (req->has_filter()) {
+      if (f.has_state() && f.state().state() != CriState(sb.rec.phase)) return;
+      if (!MatchLabels(f.label_selector(), sb.rec.config.labels())) return;
+    }
+    FillSandbox(sb, resp->add_items());
+  };
+  if (req->has_filter() && !f.id().empty()) {
+    auto it = sandboxes_.lower_bound(f.id());
+    if (it != sandboxes_.end() && absl::StartsWith(it->first, f.id())) {
+      auto next = std::next(it);
+      bool unique = it->first == f.id() || next == sandboxes_.end() ||
+                    !absl::StartsWith(next->first, f.id());
+      if (unique) consider(*it->second);
+    }
+    return grpc::Status::OK;
+  }
+  for (const auto& [id, sb] : sandboxes_) consider(*sb);
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Containers
+
+grpc::Status RuntimeServiceImpl::CreateContainer(grpc::ServerContext*,
+                                                 const runtime::v1::CreateContainerRequest* req,
+                                                 runtime::v1::CreateContainerResponse* resp) {
+  absl::StatusOr<std::string> id = DoCreateContainer(*req);
+  if (!id.ok()) return ToGrpc(Prefix(id.status(), "CreateContainer"));
+  resp->set_container_id(*id);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::string> RuntimeServiceImpl::DoCreateContainer(
+    const runtime::v1::CreateContainerRequest& req) {
+  const runtime::v1::ContainerConfig& config = req.config();
+  RETURN_IF_ERROR(ValidateName(config.metadata().name(), "config.metadata.name"));
+  RETURN_IF_ERROR(ValidateLabels(config.labels(), "config.labels"));
+  RETURN_IF_ERROR(ValidateAnnotations(config.annotations(), "config.annotations"));
+  if (config.image().image().empty()) {
+    return absl::InvalidArgumentError("config.image.image is empty");
+  }
+  std::shared_ptr<Sandbox> sb = FindSandbox(req.pod_sandbox_id());
+  if (!sb) {
+    return absl::NotFoundError("pod sandbox \"" + req.pod_sandbox_id() + "\" not found");
+  }
+  std::lock_guard<std::mutex> sandbox_op(sb->op);
+  SandboxRecord sandbox;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sandbox = sb->rec;
+  }
+  if (sandbox.phase != SandboxPhase::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pod sandbox ", sandbox.id, " is not ready (", PhaseName(sandbox.phase),
+        "): containers are created only in a running sandbox"));
+  }
+  ASSIGN_OR_RETURN(std::string log_path,
+                   ValidateContainerLogPath(sandbox.log_directory, config.log_path()));
+  ASSIGN_OR_RETURN(ImageInfo image, ResolveImage(config.image().image()));
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(sandbox.handler));
+
+  auto c = std::make_shared<Container>();
+  c->rec.id = NewId();
+  c->rec.sandbox_id = sandbox.id;
+  c->rec.name = ContainerName(config.metadata());
+  c->rec.config = config;
+  c->rec.phase = ContainerPhase::kCreating;
+  c->rec.created_at = NowNanos();
+  c->rec.image_ref = config.image().image();
+  c->rec.image_id = image.id;
+  c->rec.image_name = image.name;
+  c->rec.image_digest = image.digest_ref;
+  c->rec.log_path = log_path;
+  std::lock_guard<std::mutex> op(c->op);
+  const std::string name_key = sandbox.id + "/" + c->rec.name;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto held = container_names_.find(name_key);
+    if (held != container_names_.end()) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "container name \"", c->rec.name, "\" in sandbox ", sandbox.id,
+          " is reserved by container ", held->second,
+          " (remove it first, or use another attempt number)"));
+    }
+    container_names_[name_key] = c->rec.id;
+    containers_[c->rec.id] = c;
+    sb->containers.insert(c->rec.id);
+  }
+  absl::Status built = SaveContainer(c->rec.id);
+  if (built.ok()) built = BuildContainer(sandbox, c.get(), image, &tasks);
+  if (!built.ok()) {
+    ContainerRecord rec;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec = c->rec;
+    }
+    absl::Status undone = TeardownContainer(rec, sandbox.handler);
+    if (!undone.ok()) {
+      host_.Error(absl::StrCat("container ", rec.id, ": rolling back a failed CreateContainer: ",
+                               undone.message()));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        c->rec.phase = ContainerPhase::kRemoving;
+      }
+      (void)SaveContainer(rec.id);
+      return Prefix(built, absl::StrCat("container ", rec.id, " (left to be removed: ",
+                                        undone.message(), ")"));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      containers_.erase(rec.id);
+      container_names_.erase(name_key);
+      sb->containers.erase(rec.id);
+    }
+    (void)SaveContainer(rec.id);
+    return built;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c->rec.phase = ContainerPhase::kCreated;
+  }
+  RETURN_IF_ERROR(SaveContainer(c->rec.id));
+  Emit(runtime::v1::CONTAINER_CREATED_EVENT, c->rec.id, sandbox.id);
+  return c->rec.id;
+}
+
+absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Container* c,
+                                                const ImageInfo& image, TaskClient* tasks) {
+  ContainerRecord& rec = c->rec;
+  const runtime::v1::ContainerConfig& config = rec.config;
+  ASSIGN_OR_RETURN(int stop_signal, ResolveStopSignal(config, image.config));
+  sdk::StringSink path, err;
+  int32_t code = options_.cgroups.table->cgroup_path(
+      options_.cgroups.instance, sdk::Str(sandbox.config.linux().cgroup_parent()),
+      sdk::Str(rec.id), path.get(), err.get());
+  if (code != BERTH_OK) return Code(code, "cgroup of the container: " + err.str());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.stop_signal = stop_signal;
+    rec.cgroups_path = path.str();
+  }
+  RETURN_IF_ERROR(SaveContainer(rec.id));
+
+  const std::string bundle = BundleDir(rec.id);
+  RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), image.chain_id, bundle + "/rootfs"));
+  SpecInputs in;
+  in.sandbox_id = sandbox.id;
+  in.container_id = rec.id;
+  in.rootfs_path = bundle + "/rootfs";
+  in.spec_root_path = "rootfs";
+  in.cgroups_path = rec.cgroups_path;
+  in.oom_score_adj_min = OomScoreAdjMin();
+  in.host_capabilities = HostCapabilities();
+  in.image_name = image.name;
+  in.hostname_path = sandbox.hostname_path;
+  in.hosts_path = sandbox.hosts_path;
+  in.resolv_conf_path = sandbox.resolv_conf_path;
+  in.shm_path = sandbox.shm_path;
+  in.net_ns_path = sandbox.net_ns_path;
+  const std::string pause_ns = absl::StrCat("/proc/", sandbox.pid, "/ns/");
+  in.ipc_ns_path = pause_ns + "ipc";
+  in.uts_ns_path = pause_ns + "uts";
+  const runtime::v1::NamespaceOption& ns = config.linux().security_context().namespace_options();
+  if (ns.pid() == runtime::v1::POD) {
+    in.pid_ns_path = pause_ns + "pid";
+  } else if (ns.pid() == runtime::v1::TARGET) {
+    std::shared_ptr<Container> target = FindContainer(ns.target_id());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (target && target->rec.sandbox_id == sandbox.id &&
+        target->rec.phase == ContainerPhase::kRunning) {
+      in.pid_ns_path = absl::StrCat("/proc/", target->rec.pid, "/ns/pid");
+    }
+  }
+  in.image_volumes_dir = bundle + "/volumes";
+  ASSIGN_OR_RETURN(std::vector<std::string> volumes, ImageVolumesToMount(config, image.config));
+  for (const std::string& v : volumes) {
+    std::error_code ec;
+    fs::create_directories(in.image_volumes_dir + "/" + ImageVolumeDirName(v), ec);
+    if (ec) return absl::InternalError("image volume " + v + ": " + ec.message());
+  }
+  ASSIGN_OR_RETURN(json spec, BuildContainerSpec(sandbox.config, config, image.config, in));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.uid = spec["process"]["user"].value("uid", 0u);
+    rec.gid = spec["process"]["user"].value("gid", 0u);
+  }
+  RETURN_IF_ERROR(WriteDurable(bundle + "/config.json", spec.dump()));
+  CreateTask task;
+  task.id = rec.id;
+  task.bundle = bundle;
+  task.terminal = config.tty();
+  if (!rec.log_path.empty()) {
+    task.stdout_uri = "crilog://" + rec.log_path;
+    if (!config.tty()) task.stderr_uri = task.stdout_uri;
+  }
+  if (config.stdin()) task.stdin_uri = "attach:";
+  ASSIGN_OR_RETURN(uint32_t pid, tasks->Create(sandbox.id, task));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec.task_created = true;
+    rec.pid = pid;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::TeardownContainer(const ContainerRecord& rec,
+                                                   const std::string& handler) {
+  std::vector<std::string> errors;
+  auto note = [&errors](const absl::Status& s) {
+    if (!s.ok()) errors.emplace_back(s.message());
+  };
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (tasks.ok()) {
+    absl::Status k = KillAndWait(&*tasks, rec.sandbox_id, rec.id, nullptr);
+    note(k);
+    if (k.ok()) {
+      absl::Status d = tasks->Delete(rec.sandbox_id, rec.id);
+      if (d.code() != absl::StatusCode::kNotFound) note(Prefix(d, "delete the task"));
+    }
+  } else {
+    note(tasks.status());
+  }
+  note(UnmountAndRemoveBundle(rec.id));
+  sdk::StringSink err;
+  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
+                                                    sdk::Str(SnapshotKey(rec.id)), err.get());
+  if (code != BERTH_OK && code != BERTH_NOT_FOUND) note(Code(code, "remove snapshot: " + err.str()));
+  if (!rec.cgroups_path.empty()) {
+    sdk::StringSink cerr;
+    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(rec.cgroups_path),
+                                          cerr.get());
+    if (code != BERTH_OK) note(Code(code, "remove cgroup " + rec.cgroups_path + ": " + cerr.str()));
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
+grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*,
+                                                const runtime::v1::StartContainerRequest* req,
+                                                runtime::v1::StartContainerResponse*) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "StartContainer: container \"" + req->container_id() + "\" not found");
+  }
+  return ToGrpc(Prefix(DoStartContainer(c), "StartContainer " + req->container_id()));
+}
+
+absl::Status RuntimeServiceImpl::DoStartContainer(const std::shared_ptr<Container>& c) {
+  std::lock_guard<std::mutex> op(c->op);
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb == sandboxes_.end()) return absl::NotFoundError("its sandbox is gone");
+    if (sb->second->rec.phase != SandboxPhase::kReady) {
+      return absl::FailedPreconditionError("pod sandbox " + rec.sandbox_id + " is not ready");
+    }
+    handler = sb->second->rec.handler;
+  }
+  if (rec.phase != ContainerPhase::kCreated) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "container is ", PhaseName(rec.phase), ", not created: only a created container starts"));
+  }
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+  // Taken before the call: a process that exits at once must not finish before it started.
+  const int64_t started_at = NowNanos();
+  absl::StatusOr<uint32_t> pid = tasks.Start(rec.sandbox_id, rec.id);
+  if (!pid.ok()) {
+    // The container cannot run: it is exited with the runtime's error, as the kubelet expects.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (c->rec.phase == ContainerPhase::kCreated) {
+        c->rec.phase = ContainerPhase::kExited;
+        c->rec.finished_at = NowNanos();
+        c->rec.exit_code = 128;
+        c->rec.reason = "StartError";
+        c->rec.message = std::string(pid.status().message());
+      }
+    }
+    exit_cv_.notify_all();
+    (void)SaveContainer(rec.id);
+    return pid.status();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c->rec.pid = *pid;
+    if (c->rec.phase == ContainerPhase::kCreated) {
+      c->rec.phase = ContainerPhase::kRunning;
+    }
+    if (c->rec.started_at == 0) c->rec.started_at = started_at;
+  }
+  RETURN_IF_ERROR(SaveContainer(rec.id));
+  Emit(runtime::v1::CONTAINER_STARTED_EVENT, rec.id, rec.sandbox_id);
+  return absl::OkStatus();
+}
+
+grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*,
+                                               const runtime::v1::StopContainerRequest* req,
+                                               runtime::v1::StopContainerResponse*) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  // A container that is gone is stopped (the kubelet retries stops after removals).
+  if (!c) return grpc::Status::OK;
+  if (req->timeout() < 0 || req->timeout() > 365ll * 24 * 3600) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "StopContainer: timeout " + std::to_string(req->timeout()) +
+                            " s is out of range");
+  }
+  return ToGrpc(Prefix(DoStopContainer(c, req->timeout()), "StopContainer " + req->container_id()));
+}
+
+absl::Status RuntimeServiceImpl::DoStopContainer(const std::shared_ptr<Container>& c,
+                                                 int64_t timeout_s) {
+  std::lock_guard<std::mutex> op(c->op);
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
+  }
+  if (rec.phase != ContainerPhase::kRunning) return absl::OkStatus();
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+  auto exited = [&] {
+    return c->rec.phase == ContainerPhase::kExited || c->rec.phase == ContainerPhase::kRemoving;
+  };
+  if (timeout_s > 0) {
+    absl::Status k = tasks.Kill(rec.sandbox_id, rec.id, rec.stop_signal, false);
+    if (k.ok()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (exit_cv_.wait_for(lock, std::chrono::seconds(timeout_s), exited)) {
+        return absl::OkStatus();
+      }
+    } else if (k.code() != absl::StatusCode::kNotFound) {
+      host_.Warn(absl::StrCat("container ", rec.id, ": stop signal ", rec.stop_signal, ": ",
+                              k.message(), "; killing it"));
+    }
+  }
+  RETURN_IF_ERROR(KillAndWait(&tasks, rec.sandbox_id, rec.id, c));
+  std::unique_lock<std::mutex> lock(mu_);
+  // The exit event follows the runtime's report closely.
+  if (!exit_cv_.wait_for(lock, std::chrono::seconds(5), exited)) {
+    return absl::DeadlineExceededError("the container was killed but its exit was not reported");
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status RuntimeServiceImpl::RemoveContainer(grpc::ServerContext*,
+                                                 const runtime::v1::RemoveContainerRequest* req,
+                                                 runtime::v1::RemoveContainerResponse*) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) return grpc::Status::OK;  // removed already
+  return ToGrpc(Prefix(DoRemoveContainer(c), "RemoveContainer " + req->container_id()));
+}
+
+absl::Status RuntimeServiceImpl::DoRemoveContainer(const std::shared_ptr<Container>& c) {
+  RETURN_IF_ERROR(DoStopContainer(c, 0));
+  std::lock_guard<std::mutex> op(c->op);
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (containers_.find(c->rec.id) == containers_.end()) return absl::OkStatus();  // raced
+    c->rec.phase = ContainerPhase::kRemoving;
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
+  }
+  RETURN_IF_ERROR(SaveContainer(rec.id));
+  RETURN_IF_ERROR(TeardownContainer(rec, handler));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    containers_.erase(rec.id);
+    container_names_.erase(rec.sandbox_id + "/" + rec.name);
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) sb->second->containers.erase(rec.id);
+  }
+  RETURN_IF_ERROR(SaveContainer(rec.id));
+  Emit(runtime::v1::CONTAINER_DELETED_EVENT, rec.id, rec.sandbox_id);
+  return absl::OkStatus();
+}
+
+void RuntimeServiceImpl::FillContainer(const Container& c, runtime::v1::Container* out) {
+  const ContainerRecord& r = c.rec;
+  out->set_id(r.id);
+  out->set_pod_sandbox_id(r.sandbox_id);
+  *out->mutable_metadata() = r.config.metadata();
+  out->mutable_image()->set_image(r.image_name);
+  out->set_image_ref(r.image_digest);
+  out->set_image_id(r.image_id);
+  out->set_state(CriState(r.phase));
+  out->set_created_at(r.created_at);
+  *out->mutable_labels() = r.config.labels();
+  *out->mutable_annotations() = r.config.annotations();
+}
+
+void RuntimeServiceImpl::FillContainerStatus(const Container& c,
+                                             runtime::v1::ContainerStatus* out) {
+  const ContainerRecord& r = c.rec;
+  out->set_id(r.id);
+  *out->mutable_metadata() = r.config.metadata();
+  out->set_state(CriState(r.phase));
+  out->set_created_at(r.created_at);
+  out->set_started_at(r.started_at);
+  out->set_finished_at(r.finished_at);
+  out->set_exit_code(r.exit_code);
+  out->mutable_image()->set_image(r.image_name);
+  out->set_image_ref(r.image_digest);
+  out->set_image_id(r.image_id);
+  out->set_reason(r.reason);
+  out->set_message(r.message);
+  *out->mutable_labels() = r.config.labels();
+  *out->mutable_annotations() = r.config.annotations();
+  *out->mutable_mounts() = r.config.mounts();
+  out->set_log_path(r.log_path);
+  if (r.config.linux().has_resources()) {
+    *out->mutable_resources()->mutable_linux() = r.config.linux().resources();
+  }
+  out->mutable_user()->mutable_linux()->set_uid(r.uid);
+  out->mutable_user()->mutable_linux()->set_gid(r.gid);
+}
+
+grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*,
+                                                 const runtime::v1::ContainerStatusRequest* req,
+                                                 runtime::v1::ContainerStatusResponse* resp) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "ContainerStatus: container \"" + req->container_id() + "\" not found");
+  }
+  ContainerRecord rec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    FillContainerStatus(*c, resp->mutable_status());
+    rec = c->rec;
+  }
+  if (req->verbose()) {
+    json info = {{"pid", rec.pid},
+                 {"sandboxID", rec.sandbox_id},
+                 {"phase", PhaseName(rec.phase)},
+                 {"bundle", BundleDir(rec.id)},
+                 {"snapshotKey", SnapshotKey(rec.id)},
+                 {"cgroupsPath", rec.cgroups_path},
+                 {"stopSignal", rec.stop_signal}};
+    absl::StatusOr<std::string> spec = ReadWhole(BundleDir(rec.id) + "/config.json");
+    if (spec.ok()) info["runtimeSpec"] = json::parse(*spec, nullptr, false);
+    (*resp->mutable_info())["info"] = info.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*,
+                                                const runtime::v1::ListContainersRequest* req,
+                                                runtime::v1::ListContainersResponse* resp) {
+  const runtime::v1::ContainerFilter& f = req->filter();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto consider = [&](const Container& c) {
+    if (c.rec.phase == ContainerPhase::kCreating) return;
+    if (req->has_filter()) {
+      if (f.has_state() && f.state().state() != CriState(c.rec.phase)) return;
+      if (!f.pod_sandbox_id().empty() && !absl::StartsWith(c.rec.sandbox_id, f.pod_sandbox_id())) {
+        return;
+      }
+      if (!MatchLabels(f.label_selector(), c.rec.config.labels())) return;
+    }
+    FillContainer(c, resp->add_containers());
+  };
+  if (req->has_filter() && !f.id().empty()) {
+    auto it = containers_.lower_bound(f.id());
+    if (it != containers_.end() && absl::StartsWith(it->first, f.id())) {
+      auto next = std::next(it);
+      bool unique = it->first == f.id() || next == containers_.end() ||
+                    !absl::StartsWith(next->first, f.id());
+      if (unique) consider(*it->second);
+    }
+    return grpc::Status::OK;
+  }
+  if (req->has_filter() && f.pod_sandbox_id().size() == 64) {
+    auto sb = sandboxes_.find(f.pod_sandbox_id());
+    if (sb == sandboxes_.end()) return grpc::Status::OK;
+    for (const std::string& cid : sb->second->containers) {
+      auto it = containers_.find(cid);
+      if (it != containers_.end()) consider(*it->second);
+    }
+    return grpc::Status::OK;
+  }
+  for (const auto& [id, c] : containers_) consider(*c);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::UpdateContainerResources(
+    grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest* req,
+    runtime::v1::UpdateContainerResourcesResponse*) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "UpdateContainerResources: container \"" +
+                                                         req->container_id() + "\" not found");
+  }
+  std::lock_guard<std::mutex> op(c->op);
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
+  }
+  if (rec.phase != ContainerPhase::kCreated && rec.phase != ContainerPhase::kRunning) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("UpdateContainerResources: container ", rec.id, " is ",
+                                     PhaseName(rec.phase)));
+  }
+  SpecInputs in;
+  absl::StatusOr<json> resources = BuildLinuxResources(req->linux(), in);
+  if (!resources.ok()) return ToGrpc(Prefix(resources.status(), "UpdateContainerResources"));
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (!tasks.ok()) return ToGrpc(tasks.status());
+  absl::Status s = tasks->Update(rec.sandbox_id, rec.id, resources->dump());
+  if (!s.ok()) return ToGrpc(Prefix(s, "UpdateContainerResources " + rec.id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    *c->rec.config.mutable_linux()->mutable_resources() = req->linux();
+  }
+  return ToGrpc(SaveContainer(rec.id));
+}
+
+grpc::Status RuntimeServiceImpl::ReopenContainerLog(
+    grpc::ServerContext*, const runtime::v1::ReopenContainerLogRequest* req,
+    runtime::v1::ReopenContainerLogResponse*) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "ReopenContainerLog: container \"" + req->container_id() + "\" not found");
+  }
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
+  }
+  if (rec.phase != ContainerPhase::kRunning) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "ReopenContainerLog: container " + rec.id + " is not running");
+  }
+  if (rec.log_path.empty()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "ReopenContainerLog: container " + rec.id + " has no log file");
+  }
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (!tasks.ok()) return ToGrpc(tasks.status());
+  return ToGrpc(Prefix(tasks->ReopenLog(rec.sandbox_id, rec.id), "ReopenContainerLog " + rec.id));
+}
+
+grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
+                                          const runtime::v1::ExecSyncRequest* req,
+                                          runtime::v1::ExecSyncResponse* resp) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "ExecSync: container \"" + req->container_id() + "\" not found");
+  }
+  if (req->cmd().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ExecSync: cmd is empty");
+  }
+  if (req->timeout() < 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ExecSync: timeout is negative");
+  }
+  ContainerRecord rec;
+  std::string handler;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+    auto sb = sandboxes_.find(rec.sandbox_id);
+    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
+  }
+  if (rec.phase != ContainerPhase::kRunning) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("ExecSync: container ", rec.id, " is ",
+                                     PhaseName(rec.phase), ", not running"));
+  }
+  absl::StatusOr<std::string> spec_text = ReadWhole(BundleDir(rec.id) + "/config.json");
+  if (!spec_text.ok()) return ToGrpc(Prefix(spec_text.status(), "ExecSync"));
+  json spec = json::parse(*spec_text, nullptr, false);
+  std::vector<std::string> cmd(req->cmd().begin(), req->cmd().end());
+  absl::StatusOr<json> process = BuildExecProcess(spec, cmd, false);
+  if (!process.ok()) return ToGrpc(Prefix(process.status(), "ExecSync"));
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (!tasks.ok()) return ToGrpc(tasks.status());
+  uint64_t timeout_ms = static_cast<uint64_t>(req->timeout()) * 1000;
+  // The kubelet's own deadline bounds an exec without a timeout.
+  auto left = ctx->deadline() - std::chrono::system_clock::now();
+  if (ctx->deadline() != std::chrono::system_clock::time_point::max() && left.count() > 0) {
+    uint64_t ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
+    if (timeout_ms == 0 || ms < timeout_ms) timeout_ms = std::max<uint64_t>(ms, 1);
+  }
+  absl::StatusOr<ExecSyncResult> r =
+      tasks->ExecSync(rec.sandbox_id, rec.id, process->dump(), timeout_ms);
+  if (!r.ok()) return ToGrpc(Prefix(r.status(), "ExecSync in " + rec.id));
+  resp->set_stdout(r->stdout_data);
+  resp->set_stderr(r->stderr_data);
+  resp->set_exit_code(r->exit_code);
+  if (r->timed_out && r->exit_code == 0) resp->set_exit_code(137);
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Stats
+
+absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Container>& c,
+                                                    runtime::v1::ContainerStats* out) {
+  ContainerRecord rec;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = c->rec;
+  }
+  out->mutable_attributes()->set_id(rec.id);
+  *out->mutable_attributes()->mutable_metadata() = rec.config.metadata();
+  *out->mutable_attributes()->mutable_labels() = rec.config.labels();
+  *out->mutable_attributes()->mutable_annotations() = rec.config.annotations();
+  int64_t now = NowNanos();
+  if (rec.phase == ContainerPhase::kRunning && !rec.cgroups_path.empty()) {
+    sdk::StringSink text, err;
+    int32_t code = options_.cgroups.table->stats(options_.cgroups.instance,
+                                                 sdk::Str(rec.cgroups_path), text.get(), err.get());
+    if (code == BERTH_OK) {
+      json st = json::parse(text.str(), nullptr, false);
+      if (st.is_object()) {
+        int64_t ts = st.value("timestamp_ns", now);
+        FillCpu(st, ts, out->mutable_cpu());
+        FillMemory(st, ts, out->mutable_memory());
+        if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
+          int64_t usage = st["cpu"].value("usage_ns", int64_t{0});
+          std::lock_guard<std::mutex> lock(mu_);
+          if (c->last_cpu_ns >= 0 && ts > c->last_cpu_at && usage >= c->last_cpu_ns) {
+            double cores = static_cast<double>(usage - c->last_cpu_ns) * 1e9 /
+                           static_cast<double>(ts - c->last_cpu_at);
+            out->mutable_cpu()->mutable_usage_nano_cores()->set_value(
+                static_cast<uint64_t>(cores));
+          }
+          c->last_cpu_ns = usage;
+          c->last_cpu_at = ts;
+        }
+        if (st.contains("pids")) {
+          // CRI has no pids figure per container; the pod stats carry it.
+        }
+      }
+    } else if (code != BERTH_NOT_FOUND) {
+      host_.Debug(absl::StrCat("stats of ", rec.id, ": ", err.str()));
+    }
+  }
+  runtime::v1::FilesystemUsage* fsu = out->mutable_writable_layer();
+  fsu->set_timestamp(now);
+  sdk::StringSink usage, uerr;
+  if (options_.snapshotter.table->usage(options_.snapshotter.instance,
+                                        sdk::Str(SnapshotKey(rec.id)), usage.get(),
+                                        uerr.get()) == BERTH_OK) {
+    json u = json::parse(usage.str(), nullptr, false);
+    if (u.is_object()) {
+      fsu->mutable_used_bytes()->set_value(u.value("size", uint64_t{0}));
+      fsu->mutable_inodes_used()->set_value(u.value("inodes", uint64_t{0}));
+    }
+  }
+  fsu->mutable_fs_id()->set_mountpoint(host_.RootDir());
+  return absl::OkStatus();
+}
+
+grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*,
+                                                const runtime::v1::ContainerStatsRequest* req,
+                                                runtime::v1::ContainerStatsResponse* resp) {
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "ContainerStats: container \"" + req->container_id() + "\" not found");
+  }
+  return ToGrpc(FillContainerStats(c, resp->mutable_stats()));
+}
+
+grpc::Status RuntimeServiceImpl::ListContainerStats(
+    grpc::ServerContext*, const runtime::v1::ListContainerStatsRequest* req,
+    runtime::v1::ListContainerStatsResponse* resp) {
+  const runtime::v1::ContainerStatsFilter& f = req->filter();
+  std::vector<std::shared_ptr<Container>> chosen;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, c] : containers_) {
+      if (c->rec.phase == ContainerPhase::kCreating) continue;
+      if (!f.id().empty() && !absl::StartsWith(id, f.id())) continue;
+      if (!f.pod_sandbox_id().empty() && !absl::StartsWith(c->rec.sandbox_id, f.pod_sandbox_id())) {
+        continue;
+      }
+      if (!MatchLabels(f.label_selector(), c->rec.config.labels())) continue;
+      chosen.push_back(c);
+    }
+  }
+  for (const auto& c : chosen) {
+    absl::Status s = FillContainerStats(c, resp->add_stats());
+    if (!s.ok()) return ToGrpc(s);
+  }
+  return grpc::Status::OK;
+}
+
+absl::Status RuntimeServiceImpl::FillPodStats(const std::shared_ptr<Sandbox>& sb,
+                                              runtime::v1::PodSandboxStats* out) {
+  SandboxRecord rec;
+  std::vector<std::shared_ptr<Container>> members;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec = sb->rec;
+    for (const std::string& cid : sb->containers) {
+      auto it = containers_.find(cid);
+      if (it != containers_.end() && it->second->rec.phase != ContainerPhase::kCreating) {
+        members.push_back(it->second);
+      }
+    }
+  }
+  out->mutable_attributes()->set_id(rec.id);
+  *out->mutable_attributes()->mutable_metadata() = rec.config.metadata();
+  *out->mutable_attributes()->mutable_labels() = rec.config.labels();
+  *out->mutable_attributes()->mutable_annotations() = rec.config.annotations();
+  runtime::v1::LinuxPodSandboxStats* linux = out->mutable_linux();
+  // The pod's cgroup is the kubelet's cgroup_parent (it holds the pause container and every
+  // container); without one, the pause container's.
+  std::string path = rec.config.linux().cgroup_parent();
+  if (path.empty()) path = rec.cgroups_path;
+  int64_t now = NowNanos();
+  if (rec.phase == SandboxPhase::kReady && !path.empty()) {
+    sdk::StringSink text, err;
+    int32_t code = options_.cgroups.table->stats(options_.cgroups.instance, sdk::Str(path),
+                                                 text.get(), err.get());
+    if (code == BERTH_OK) {
+      json st = json::parse(text.str(), nullptr, false);
+      if (st.is_object()) {
+        int64_t ts = st.value("timestamp_ns", now);
+        FillCpu(st, ts, linux->mutable_cpu());
+        FillMemory(st, ts, linux->mutable_memory());
+        if (st.contains("pids") && st["pids"].contains("current")) {
+          linux->mutable_process()->set_timestamp(ts);
+          linux->mutable_process()->mutable_process_count()->set_value(
+              st["pids"].value("current", uint64_t{0}));
+        }
+      }
+    }
+  }
+  for (const auto& c : members) RETURN_IF_ERROR(FillContainerStats(c, linux->add_containers()));
+  return absl::OkStatus();
+}
+
+grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*,
+                                                 const runtime::v1::PodSandboxStatsRequest* req,
+                                                 runtime::v1::PodSandboxStatsResponse* resp) {
+  std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
+  if (!sb) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "PodSandboxStats: pod sandbox \"" + req->pod_sandbox_id() + "\" not found");
+  }
+  return ToGrpc(FillPodStats(sb, resp->mutable_stats()));
+}
+
+grpc::Status RuntimeServiceImpl::ListPodSandboxStats(
+    grpc::ServerContext*, const runtime::v1::ListPodSandboxStatsRequest* req,
+    runtime::v1::ListPodSandboxStatsResponse* resp) {
+  const runtime::v1::PodSandboxStatsFilter& f = req->filter();
+  std::vector<std::shared_ptr<Sandbox>> chosen;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, sb] : sandboxes_) {
+      if (sb->rec.phase == SandboxPhase::kCreating) continue;
+      if (!f.id().empty() && !absl::StartsWith(id, f.id())) continue;
+      if (!MatchLabels(f.label_selector(), sb->rec.config.labels())) continue;
+      chosen.push_back(sb);
+    }
+  }
+  for (const auto& sb : chosen) {
+    absl::Status s = FillPodStats(sb, resp->add_stats());
+    if (!s.ok()) return ToGrpc(s);
+  }
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+
+void RuntimeServiceImpl::Emit(runtime::v1::ContainerEventType type,
+                              const std::string& container_id, const std::string& sandbox_id) {
+  std::vector<std::shared_ptr<Subscriber>> subs;
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    if (subscribers_.empty()) return;
+    subs = subscribers_;
+  }
+  runtime::v1::ContainerEventResponse ev;
+  ev.set_container_id(container_id);
+  ev.set_container_event_type(type);
+  ev.set_created_at(NowNanos());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto sb = sandboxes_.find(sandbox_id);
+    if (sb != sandboxes_.end()) {
+      FillSandboxStatus(*sb->second, ev.mutable_pod_sandbox_status());
+      for (const std::string& cid : sb->second->containers) {
+        auto it = containers_.find(cid);
+        if (it == containers_.end() || it->second->rec.phase == ContainerPhase::kCreating) continue;
+        FillContainerStatus(*it->second, ev.add_containers_statuses());
+      }
+    } else {
+      // A deleted sandbox: its last known identity.
+      ev.mutable_pod_sandbox_status()->set_id(sandbox_id);
+      ev.mutable_pod_sandbox_status()->set_state(runtime::v1::SANDBOX_NOTREADY);
+    }
+  }
+  for (const auto& sub : subs) {
+    std::lock_guard<std::mutex> l(sub->mu);
+    // A client that does not read is dropped rather than growing berthd without bound.
+    if (sub->queue.size() >= 10000) {
+      sub->closed = true;
+    } else {
+      sub->queue.push_back(ev);
+    }
+    sub->cv.notify_all();
+  }
+}
+
+grpc::Status RuntimeServiceImpl::GetContainerEvents(
+    grpc::ServerContext* ctx, const runtime::v1::GetEventsRequest*,
+    grpc::ServerWriter<runtime::v1::ContainerEventResponse>* writer) {
+  auto sub = std::make_shared<Subscriber>();
+  {
+    std::lock_guard<std::mutex> lock(events_mu_);
+    subscribers_.push_back(sub);
+  }
+  grpc::Status result = grpc::Status::OK;
+  while (true) {
+    runtime::v1::ContainerEventResponse ev;
+    {
+      std::unique_lock<std::mutex> l(sub->mu);
+      sub->cv.wait_for(l, std::chrono::milliseconds(500),
+                       [&] { return sub->closed || !sub->queue.empty(); });
+      if (ctx->IsCancelled()) break;
+      if (sub->queue.empty()) {
+        if (sub->closed) {
+          result = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "GetContainerEvents: the stream fell behind or berthd is stopping");
+          break;
+        }
+        continue;
+      }
+      ev = std::move(sub->queue.front());
+      sub->queue.pop_front();
+    }
+    if (!writer->Write(ev)) break;
+  }
+  std::lock_guard<std::mutex> lock(events_mu_);
+  subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), sub),
+                     subscribers_.end());
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Exits
+
+void RuntimeServiceImpl::OnTaskExit(const std::string& payload) {
+  {
+    std::lock_guard<std::mutex> lock(exits_mu_);
+    exits_.push_back(payload);
+  }
+  exits_cv_.notify_all();
+}
+
+void RuntimeServiceImpl::ExitWorker() {
+  std::unique_lock<std::mutex> lock(exits_mu_);
+  while (true) {
+    exits_cv_.wait(lock, [&] { return exits_stop_ || (!exits_paused_ && !exits_.empty()); });
+    if (exits_stop_) return;
+    std::string payload = std::move(exits_.front());
+    exits_.pop_front();
+    lock.unlock();
+    json ev = json::parse(payload, nullptr, false);
+    if (ev.is_object()) ApplyExit(ev);
+    lock.lock();
+  }
+}
+
+void RuntimeServiceImpl::ApplyExit(const json& ev) {
+  if (!ev.value("exec_id", "").empty()) return;  // exec exits are ExecSync's business
+  const std::string id = ev.value("id", "");
+  const std::string sandbox_id = ev.value("sandbox_id", "");
+  const uint32_t status = ev.value("exit_status", 0u);
+  const std::string reason = ev.value("reason", "");
+  int64_t at = ParseTimeNanos(ev.value("exited_at", ""));
+  if (at == 0) at = NowNanos();
+  bool container_changed = false, sandbox_changed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto c = containers_.find(id);
+    if (c != containers_.end() && c->second->rec.sandbox_id == sandbox_id) {
+      ContainerRecord& r = c->second->rec;
+      if (r.phase == ContainerPhase::kCreated || r.phase == ContainerPhase::kRunning) {
+        r.phase = ContainerPhase::kExited;
+        r.finished_at = at;
+        r.exit_code = static_cast<int32_t>(status);
+        r.reason = ContainerReason(reason, status);
+        if (reason == "ShimDied") r.message = "the container's shim died; its exit is uncertain";
+        container_changed = true;
+      }
+    } else if (id == sandbox_id) {
+      auto sb = sandboxes_.find(id);
+      if (sb != sandboxes_.end() && sb->second->rec.phase == SandboxPhase::kReady) {
+        sb->second->rec.phase = SandboxPhase::kNotReady;
+        sandbox_changed = true;
+      }
+    }
+  }
+  exit_cv_.notify_all();
+  if (container_changed) {
+    absl::Status s = SaveContainer(id);
+    if (!s.ok()) host_.Error(absl::StrCat("container ", id, " exited: ", s.message()));
+    Emit(runtime::v1::CONTAINER_STOPPED_EVENT, id, sandbox_id);
+  }
+  if (sandbox_changed) {
+    host_.Warn(absl::StrCat("the pause container of sandbox ", id, " exited (status ", status,
+                            "): the sandbox is not ready"));
+    absl::Status s = SaveSandbox(id);
+    if (!s.ok()) host_.Error(absl::StrCat("sandbox ", id, ": ", s.message()));
+    Emit(runtime::v1::CONTAINER_STOPPED_EVENT, id, id);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Restart: the records against what the runtime plugins know
+
+absl::Status RuntimeServiceImpl::Reconcile() {
+  std::vector<SandboxRecord> sandboxes;
+  std::vector<ContainerRecord> containers;
+  {
+    auto txn = host_.Begin(false);
+    if (!txn.ok()) return FromSdk(txn.status());
+    std::string bad;
+    sdk::Status s = txn->Scan(kBucket, "", [&](std::string_view key, std::string_view value) {
+      json j = json::parse(value, nullptr, false);
+      const std::string k(key);
+      if (absl::StartsWith(k, "sandbox/")) {
+        absl::StatusOr<SandboxRecord> r = SandboxRecord::FromJson(j);
+        if (r.ok()) sandboxes.push_back(std::move(*r));
+        else bad += std::string(key) + ": " + std::string(r.status().message()) + "; ";
+      } else if (absl::StartsWith(k, "container/")) {
+        absl::StatusOr<ContainerRecord> r = ContainerRecord::FromJson(j);
+        if (r.ok()) containers.push_back(std::move(*r));
+        else bad += std::string(key) + ": " + std::string(r.status().message()) + "; ";
+      } else if (key == "runtime_config" && j.is_object()) {
+        pod_cidr_ = j.value("pod_cidr", "");
+      }
+      return true;
+    });
+    if (!s.ok()) return FromSdk(s);
+    if (!bad.empty()) host_.Error("unreadable CRI records (left in the store): " + bad);
+  }
+  // Every task of every runtime plugin, keyed by sandbox and id.
+  std::map<std::string, TaskInfo> tasks;
+  std::set<std::string> plugins_seen;
+  for (const auto& [name, rt] : options_.handlers) {
+    if (!plugins_seen.insert(rt.plugin_id).second) continue;
+    absl::StatusOr<std::vector<TaskInfo>> all = TaskClient::Tasks(rt);
+    if (!all.ok()) {
+      host_.Warn("tasks of " + rt.plugin_id + ": " + std::string(all.status().message()));
+      continue;
+    }
+    for (TaskInfo& t : *all) {
+      if (t.exec_id.empty()) tasks[t.sandbox_id + "/" + t.id] = std::move(t);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (SandboxRecord& r : sandboxes) {
+      auto sb = std::make_shared<Sandbox>();
+      sb->rec = std::move(r);
+      sandbox_names_[sb->rec.name] = sb->rec.id;
+      sandboxes_[sb->rec.id] = sb;
+    }
+    for (ContainerRecord& r : containers) {
+      auto sb = sandboxes_.find(r.sandbox_id);
+      if (sb == sandboxes_.end()) {
+        host_.Warn("container record " + r.id + " names a sandbox that is gone: removing it");
+        r.phase = ContainerPhase::kRemoving;
+      } else {
+        sb->second->containers.insert(r.id);
+      }
+      auto c = std::make_shared<Container>();
+      c->rec = std::move(r);
+      container_names_[c->rec.sandbox_id + "/" + c->rec.name] = c->rec.id;
+      containers_[c->rec.id] = c;
+    }
+  }
+  int adopted = 0, exited = 0, repaired = 0;
+  // Containers: complete removals and roll back creations; others take the task's state.
+  std::vector<std::shared_ptr<Container>> all_containers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, c] : containers_) all_containers.push_back(c);
+  }
+  for (const auto& c : all_containers) {
+    ContainerRecord rec;
+    std::string handler;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec = c->rec;
+      auto sb = sandboxes_.find(rec.sandbox_id);
+      handler = sb != sandboxes_.end() ? sb->second->rec.handler : options_.default_handler;
+    }
+    if (rec.phase == ContainerPhase::kCreating || rec.phase == ContainerPhase::kRemoving) {
+      absl::Status s = TeardownContainer(rec, handler);
+      if (!s.ok()) {
+        host_.Error(absl::StrCat("container ", rec.id, ": finishing an interrupted ",
+                                 PhaseName(rec.phase), ": ", s.message(),
+                                 " (kept; RemoveContainer retries)"));
+        std::lock_guard<std::mutex> lock(mu_);
+        c->rec.phase = ContainerPhase::kRemoving;
+      } else {
+        std::lock_guard<std::mutex> lock(mu_);
+        containers_.erase(rec.id);
+        container_names_.erase(rec.sandbox_id + "/" + rec.name);
+        auto sb = sandboxes_.find(rec.sandbox_id);
+        if (sb != sandboxes_.end()) sb->second->containers.erase(rec.id);
+      }
+      (void)SaveContainer(rec.id);
+      ++repaired;
+      continue;
+    }
+    if (rec.phase == ContainerPhase::kExited) continue;
+    auto t = tasks.find(rec.sandbox_id + "/" + rec.id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ContainerRecord& r = c->rec;
+      if (t == tasks.end()) {
+        r.phase = ContainerPhase::kExited;
+        r.finished_at = NowNanos();
+        r.exit_code = 255;
+        r.reason = "Unknown";
+        r.message = "the runtime does not know this container any more";
+        ++exited;
+      } else if (t->second.status == "stopped") {
+        r.phase = ContainerPhase::kExited;
+        r.finished_at = ParseTimeNanos(t->second.exited_at);
+        if (r.finished_at == 0) r.finished_at = NowNanos();
+        r.exit_code = static_cast<int32_t>(t->second.exit_status);
+        r.reason = ContainerReason(t->second.reason, t->second.exit_status);
+        ++exited;
+      } else if (t->second.status == "running") {
+        r.phase = ContainerPhase::kRunning;
+        r.pid = t->second.pid;
+        if (r.started_at == 0) r.started_at = NowNanos();
+        ++adopted;
+      } else {
+        r.phase = ContainerPhase::kCreated;
+        ++adopted;
+      }
+    }
+    (void)SaveContainer(rec.id);
+  }
+  // Sandboxes.
+  std::vector<std::shared_ptr<Sandbox>> all_sandboxes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, sb] : sandboxes_) all_sandboxes.push_back(sb);
+  }
+  for (const auto& sb : all_sandboxes) {
+    SandboxRecord rec;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec = sb->rec;
+    }
+    if (rec.phase == SandboxPhase::kCreating || rec.phase == SandboxPhase::kRemoving) {
+      // Its containers first (a creating sandbox has none).
+      std::vector<std::shared_ptr<Container>> members;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const std::string& cid : sb->containers) {
+          auto it = containers_.find(cid);
+          if (it != containers_.end()) members.push_back(it->second);
+        }
+      }
+      bool ok = true;
+      for (const auto& c : members) ok = DoRemoveContainer(c).ok() && ok;
+      absl::Status s = ok ? TeardownSandbox(rec) : absl::InternalError("containers remain");
+      if (!s.ok()) {
+        host_.Error(absl::StrCat("sandbox ", rec.id, ": finishing an interrupted ",
+                                 PhaseName(rec.phase), ": ", s.message(),
+                                 " (kept; RemovePodSandbox retries)"));
+        std::lock_guard<std::mutex> lock(mu_);
+        sb->rec.phase = SandboxPhase::kRemoving;
+      } else {
+        std::lock_guard<std::mutex> lock(mu_);
+        sandboxes_.erase(rec.id);
+        sandbox_names_.erase(rec.name);
+      }
+      (void)SaveSandbox(rec.id);
+      ++repaired;
+      continue;
+    }
+    auto t = tasks.find(rec.id + "/" + rec.id);
+    bool running = t != tasks.end() && t->second.status == "running";
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rec.phase == SandboxPhase::kReady && !running) sb->rec.phase = SandboxPhase::kNotReady;
+      if (running) sb->rec.pid = t->second.pid;
+    }
+    (void)SaveSandbox(rec.id);
+  }
+  host_.Info(absl::StrCat("CRI state: ", all_sandboxes.size(), " sandboxes, ",
+                          all_containers.size(), " containers; ", adopted,
+                          " containers adopted, ", exited, " found exited, ", repaired,
+                          " interrupted operations finished"));
+  return absl::OkStatus();
+}
+
+}  // namespace berth::cri

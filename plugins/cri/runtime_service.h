@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+// CRI v1 RuntimeService: pod sandboxes and containers (docs/pods.md).
+//
+// State lives in memory (every List* and *Status call is answered from here, without calling
+// a shim) and in the host store, written before each side effect. Side effects go through
+// the other plugins: the image store (sandbox and container images), the snapshotter
+// (writable layers), the cgroup driver (paths and stats) and the runtime handlers (tasks,
+// through the pod's shim). Task exits arrive on the host event bus.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "berth/plugin.hpp"
+#include "cri/v1/api.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "plugins/cri/records.h"
+#include "plugins/cri/task_client.h"
+
+namespace berth::cri {
+
+class CriPlugin;
+
+struct RuntimeServiceOptions {
+  std::string daemon_version;
+  std::string sandbox_image;
+  std::string state_dir;  // the plugin's state directory (tmpfs: bundles, pod files, netns)
+  std::string default_handler;
+  std::map<std::string, sdk::Iface<berth_runtime_v1>> handlers;
+  sdk::Iface<berth_cgroup_driver_v1> cgroups;
+  sdk::Iface<berth_snapshotter_v1> snapshotter;
+  sdk::Iface<berth_image_store_v1> images;
+  // How long StopContainer waits for the SIGKILLed processes to be reaped.
+  int kill_wait_seconds = 30;
+};
+
+class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
+ public:
+  RuntimeServiceImpl(CriPlugin* plugin, sdk::Host host, RuntimeServiceOptions options);
+  ~RuntimeServiceImpl() override;
+
+  // Loads the records, reconciles them with the runtime plugins' tasks (completing or rolling
+  // back what a crash interrupted) and starts following task exits.
+  [[nodiscard]] absl::Status Start();
+  // Ends event streams and stops following exits.
+  void Stop();
+
+  grpc::Status Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
+                       runtime::v1::VersionResponse*) override;
+  grpc::Status Status(grpc::ServerContext*, const runtime::v1::StatusRequest*,
+                      runtime::v1::StatusResponse*) override;
+  grpc::Status RuntimeConfig(grpc::ServerContext*, const runtime::v1::RuntimeConfigRequest*,
+                             runtime::v1::RuntimeConfigResponse*) override;
+  grpc::Status UpdateRuntimeConfig(grpc::ServerContext*,
+                                   const runtime::v1::UpdateRuntimeConfigRequest*,
+                                   runtime::v1::UpdateRuntimeConfigResponse*) override;
+
+  grpc::Status RunPodSandbox(grpc::ServerContext*, const runtime::v1::RunPodSandboxRequest*,
+                             runtime::v1::RunPodSandboxResponse*) override;
+  grpc::Status StopPodSandbox(grpc::ServerContext*, const runtime::v1::StopPodSandboxRequest*,
+                              runtime::v1::StopPodSandboxResponse*) override;
+  grpc::Status RemovePodSandbox(grpc::ServerContext*,
+                                const runtime::v1::RemovePodSandboxRequest*,
+                                runtime::v1::RemovePodSandboxResponse*) override;
+  grpc::Status PodSandboxStatus(grpc::ServerContext*,
+                                const runtime::v1::PodSandboxStatusRequest*,
+                                runtime::v1::PodSandboxStatusResponse*) override;
+  grpc::Status ListPodSandbox(grpc::ServerContext*, const runtime::v1::ListPodSandboxRequest*,
+                              runtime::v1::ListPodSandboxResponse*) override;
+
+  grpc::Status CreateContainer(grpc::ServerContext*, const runtime::v1::CreateContainerRequest*,
+                               runtime::v1::CreateContainerResponse*) override;
+  grpc::Status StartContainer(grpc::ServerContext*, const runtime::v1::StartContainerRequest*,
+                              runtime::v1::StartContainerResponse*) override;
+  grpc::Status StopContainer(grpc::ServerContext*, const runtime::v1::StopContainerRequest*,
+                             runtime::v1::StopContainerResponse*) override;
+  grpc::Status RemoveContainer(grpc::ServerContext*, const runtime::v1::RemoveContainerRequest*,
+                               runtime::v1::RemoveContainerResponse*) override;
+  grpc::Status ListContainers(grpc::ServerContext*, const runtime::v1::ListContainersRequest*,
+                              runtime::v1::ListContainersResponse*) override;
+  grpc::Status ContainerStatus(grpc::ServerContext*, const runtime::v1::ContainerStatusRequest*,
+                               runtime::v1::ContainerStatusResponse*) override;
+  grpc::Status UpdateContainerResources(grpc::ServerContext*,
+                                        const runtime::v1::UpdateContainerResourcesRequest*,
+                                        runtime::v1::UpdateContainerResourcesResponse*) override;
+  grpc::Status ReopenContainerLog(grpc::ServerContext*,
+                                  const runtime::v1::ReopenContainerLogRequest*,
+                                  runtime::v1::ReopenContainerLogResponse*) override;
+  grpc::Status ExecSync(grpc::ServerContext*, const runtime::v1::ExecSyncRequest*,
+                        runtime::v1::ExecSyncResponse*) override;
+
+  grpc::Status ContainerStats(grpc::ServerContext*, const runtime::v1::ContainerStatsRequest*,
+                              runtime::v1::ContainerStatsResponse*) override;
+  grpc::Status ListContainerStats(grpc::ServerContext*,
+                                  const runtime::v1::ListContainerStatsRequest*,
+                                  runtime::v1::ListContainerStatsResponse*) override;
+  grpc::Status PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,
+                               runtime::v1::PodSandboxStatsResponse*) override;
+  grpc::Status ListPodSandboxStats(grpc::ServerContext*,
+                                   const runtime::v1::ListPodSandboxStatsRequest*,
+                                   runtime::v1::ListPodSandboxStatsResponse*) override;
+  grpc::Status GetContainerEvents(
+      grpc::ServerContext*, const runtime::v1::GetEventsRequest*,
+      grpc::ServerWriter<runtime::v1::ContainerEventResponse>*) override;
+
+  // The sandbox image's id once resolved ("" before): ImageService reports it pinned.
+  std::string SandboxImageId();
+
+ private:
+  struct Sandbox {
+    std::mutex op;  // serialises the operations on this pod (and its container creations)
+    SandboxRecord rec;
+    std::set<std::string> containers;
+  };
+  struct Container {
+    std::mutex op;
+    ContainerRecord rec;
+    // The previous CPU reading, for usage_nano_cores.
+    int64_t last_cpu_ns = -1, last_cpu_at = 0;
+  };
+  struct Subscriber {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<runtime::v1::ContainerEventResponse> queue;
+    bool closed = false;
+  };
+  struct ImageInfo {
+    std::string id, chain_id, name, digest_ref;
+    nlohmann::json config;
+  };
+
+  // --- records ---
+  std::shared_ptr<Sandbox> FindSandbox(const std::string& id_or_prefix);
+  std::shared_ptr<Container> FindContainer(const std::string& id_or_prefix);
+  absl::Status SaveSandbox(const std::string& id);
+  absl::Status SaveContainer(const std::string& id);
+  std::string NewId();
+
+  // --- operations (absl::Status in, gRPC status at the edge) ---
+  absl::StatusOr<std::string> DoRunPodSandbox(const runtime::v1::RunPodSandboxRequest& req);
+  absl::Status BuildSandbox(Sandbox* sb, TaskClient* tasks);
+  absl::Status DoStopPodSandbox(const std::shared_ptr<Sandbox>& sb);
+  absl::Status DoRemovePodSandbox(const std::shared_ptr<Sandbox>& sb);
+  absl::StatusOr<std::string> DoCreateContainer(const runtime::v1::CreateContainerRequest& req);
+  absl::Status BuildContainer(const SandboxRecord& sandbox, Container* c, const ImageInfo& image,
+                              TaskClient* tasks);
+  absl::Status DoStartContainer(const std::shared_ptr<Container>& c);
+  absl::Status DoStopContainer(const std::shared_ptr<Container>& c, int64_t timeout_s);
+  absl::Status DoRemoveContainer(const std::shared_ptr<Container>& c);
+  // Undo everything a container or sandbox may have (idempotent): what removal, rollback and
+  // crash repair share.
+  absl::Status TeardownContainer(const ContainerRecord& rec, const std::string& handler);
+  absl::Status TeardownSandbox(const SandboxRecord& rec);
+  absl::Status KillAndWait(TaskClient* tasks, const std::string& sandbox_id,
+                           const std::string& id, const std::shared_ptr<Container>& c);
+
+  // --- helpers ---
+  absl::StatusOr<TaskClient> Handler(const std::string& name);
+  absl::StatusOr<ImageInfo> ResolveImage(const std::string& ref);
+  absl::StatusOr<ImageInfo> EnsureSandboxImage();
+  std::string BundleDir(const std::string& id) const;
+  static std::string SnapshotKey(const std::string& id);
+  absl::Status MountRootfs(const std::string& key, const std::string& parent,
+                           const std::string& target);
+  absl::Status UnmountAndRemoveBundle(const std::string& id);
+
+  void FillSandbox(const Sandbox& sb, runtime::v1::PodSandbox* out);
+  void FillSandboxStatus(const Sandbox& sb, runtime::v1::PodSandboxStatus* out);
+  void FillContainer(const Container& c, runtime::v1::Container* out);
+  void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out);
+  absl::Status FillContainerStats(const std::shared_ptr<Container>& c,
+                                  runtime::v1::ContainerStats* out);
+  absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb,
+                            runtime::v1::PodSandboxStats* out);
+
+  // --- exits and events ---
+  void OnTaskExit(const std::string& payload);
+  void ExitWorker();
+  void ApplyExit(const nlohmann::json& ev);
+  void Emit(runtime::v1::ContainerEventType type, const std::string& container_id,
+            const std::string& sandbox_id);
+  absl::Status Reconcile();
+
+  CriPlugin* plugin_;
+  sdk::Host host_;
+  RuntimeServiceOptions options_;
+
+  std::mutex mu_;  // the maps and every record's fields
+  std::condition_variable exit_cv_;
+  std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_;
+  std::map<std::string, std::shared_ptr<Container>> containers_;
+  std::map<std::string, std::string> sandbox_names_;    // SandboxName -> id
+  std::map<std::string, std::string> container_names_;  // sandbox id + "/" + name -> id
+  std::string pod_cidr_;
+
+  std::mutex persist_mu_;  // orders store writes: the last write holds the latest state
+
+  std::mutex image_mu_;  // one sandbox image pull at a time
+  std::string sandbox_image_id_;
+
+  std::mutex events_mu_;
+  std::vector<std::shared_ptr<Subscriber>> subscribers_;
+
+  std::mutex exits_mu_;
+  std::condition_variable exits_cv_;
+  std::deque<std::string> exits_;
+  bool exits_stop_ = false;
+  bool exits_paused_ = true;  // until Reconcile is done
+  std::thread exit_worker_;
+  uint64_t subscription_ = 0;
+};
+
+}  // namespace berth::cri

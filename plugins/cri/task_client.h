@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// Typed calls of the shim v2 Task API and the berth.shim.v1 extension through a runtime
+// plugin's shim_call (berth/kinds.h), and its control operations. The CRI plugin never talks
+// to a shim itself: the runtime plugin owns shims, records tasks and publishes their exits.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "berth/plugin.hpp"
+
+namespace berth::cri {
+
+struct CreateTask {
+  std::string id, bundle;
+  bool terminal = false;
+  std::string stdin_uri, stdout_uri, stderr_uri;
+};
+
+struct ExecSyncResult {
+  int32_t exit_code = 0;
+  std::string stdout_data, stderr_data;
+  bool timed_out = false;
+};
+
+// One task known to a runtime plugin (control "tasks").
+struct TaskInfo {
+  std::string handler, sandbox_id, id, exec_id, status;
+  uint32_t pid = 0;
+  uint32_t exit_status = 0;
+  std::string exited_at, reason;
+};
+
+class TaskClient {
+ public:
+  TaskClient(sdk::Iface<berth_runtime_v1> runtime, std::string handler)
+      : runtime_(runtime), handler_(std::move(handler)) {}
+
+  // Starts (or finds) the pod's shim and creates the task; returns its pid.
+  [[nodiscard]] absl::StatusOr<uint32_t> Create(const std::string& sandbox_id,
+                                                const CreateTask& task);
+  [[nodiscard]] absl::StatusOr<uint32_t> Start(const std::string& sandbox_id,
+                                               const std::string& id);
+  [[nodiscard]] absl::Status Kill(const std::string& sandbox_id, const std::string& id, int signal,
+                                  bool all);
+  // NOT_FOUND when the runtime does not know the task.
+  [[nodiscard]] absl::Status Delete(const std::string& sandbox_id, const std::string& id);
+  // resources: OCI LinuxResources JSON.
+  [[nodiscard]] absl::Status Update(const std::string& sandbox_id, const std::string& id,
+                                    const std::string& resources_json);
+  // process: OCI process JSON. timeout_ms 0: none.
+  [[nodiscard]] absl::StatusOr<ExecSyncResult> ExecSync(const std::string& sandbox_id,
+                                                        const std::string& id,
+                                                        const std::string& process_json,
+                                                        uint64_t timeout_ms);
+  [[nodiscard]] absl::Status ReopenLog(const std::string& sandbox_id, const std::string& id);
+  // Shuts the pod's shim down and forgets the sandbox (no task may run).
+  [[nodiscard]] absl::Status RemoveSandbox(const std::string& sandbox_id);
+
+  // Every task the runtime plugin knows, of every handler.
+  [[nodiscard]] static absl::StatusOr<std::vector<TaskInfo>> Tasks(
+      const sdk::Iface<berth_runtime_v1>& runtime);
+
+  const std::string& handler() const { return handler_; }
+
+ private:
+  absl::StatusOr<std::string> Call(const std::string& sandbox_id, const char* service,
+                                   const char* method, const std::string& request,
+                                   uint64_t timeout_ms = 0);
+
+  sdk::Iface<berth_runtime_v1> runtime_;
+  std::string handler_;
+};
+
+}  // namespace berth::cri
