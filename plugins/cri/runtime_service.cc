@@ -36,6 +36,16 @@ constexpr char kRuntimeApiVersion[] = "v1";
 constexpr char kBucket[] = "cri";
 constexpr char kExitTopic[] = "/runtime/task-exit";
 
+// Fault injection for the crash-consistency tests: berthd kills itself (SIGKILL, as an
+// operator's kill -9 would) when it reaches the step named by BERTH_TEST_CRASH_AT. Read once.
+void CrashPoint(const char* name) {
+  static const std::string target = [] {
+    const char* v = std::getenv("BERTH_TEST_CRASH_AT");
+    return std::string(v != nullptr ? v : "");
+  }();
+  if (!target.empty() && target == name) ::kill(::getpid(), SIGKILL);
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
@@ -590,6 +600,7 @@ absl::StatusOr<std::string> RuntimeServiceImpl::DoRunPodSandbox(
     sandboxes_[sb->rec.id] = sb;
   }
   absl::Status built = SaveSandbox(sb->rec.id);
+  CrashPoint("run-sandbox:after-record");
   if (built.ok()) built = BuildSandbox(sb.get(), &tasks);
   if (!built.ok()) {
     // Whatever was made is undone, also when the kubelet gave up waiting.
@@ -670,10 +681,12 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
     rec.log_directory = infra.log_directory;
   }
   RETURN_IF_ERROR(SaveSandbox(rec.id));
+  CrashPoint("run-sandbox:after-infra");
 
   // The pause container: its rootfs, its spec, its task.
   const std::string bundle = BundleDir(rec.id);
   RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), pause.chain_id, bundle + "/rootfs"));
+  CrashPoint("run-sandbox:after-rootfs");
   SpecInputs in;
   in.sandbox_id = rec.id;
   in.container_id = rec.id;
@@ -690,6 +703,7 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
   task.id = rec.id;
   task.bundle = bundle;
   ASSIGN_OR_RETURN(uint32_t pid, tasks->Create(rec.id, task));
+  CrashPoint("run-sandbox:after-task-create");
   {
     std::lock_guard<std::mutex> lock(mu_);
     rec.task_created = true;
@@ -697,6 +711,7 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
   }
   RETURN_IF_ERROR(SaveSandbox(rec.id));
   ASSIGN_OR_RETURN(pid, tasks->Start(rec.id, rec.id));
+  CrashPoint("run-sandbox:after-task-start");
   {
     std::lock_guard<std::mutex> lock(mu_);
     rec.pid = pid;
@@ -854,7 +869,9 @@ absl::Status RuntimeServiceImpl::DoRemovePodSandbox(const std::shared_ptr<Sandbo
     rec = sb->rec;
   }
   RETURN_IF_ERROR(SaveSandbox(rec.id));
+  CrashPoint("remove-sandbox:after-mark");
   RETURN_IF_ERROR(TeardownSandbox(rec));
+  CrashPoint("remove-sandbox:after-teardown");
   {
     std::lock_guard<std::mutex> lock(mu_);
     sandboxes_.erase(rec.id);
@@ -1028,6 +1045,7 @@ absl::StatusOr<std::string> RuntimeServiceImpl::DoCreateContainer(
     sb->containers.insert(c->rec.id);
   }
   absl::Status built = SaveContainer(c->rec.id);
+  CrashPoint("create-container:after-record");
   if (built.ok()) built = BuildContainer(sandbox, c.get(), image, &tasks);
   if (!built.ok()) {
     ContainerRecord rec;
@@ -1084,6 +1102,7 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
 
   const std::string bundle = BundleDir(rec.id);
   RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), image.chain_id, bundle + "/rootfs"));
+  CrashPoint("create-container:after-rootfs");
   SpecInputs in;
   in.sandbox_id = sandbox.id;
   in.container_id = rec.id;
@@ -1136,6 +1155,7 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
   }
   if (config.stdin()) task.stdin_uri = "attach:";
   ASSIGN_OR_RETURN(uint32_t pid, tasks->Create(sandbox.id, task));
+  CrashPoint("create-container:after-task-create");
   {
     std::lock_guard<std::mutex> lock(mu_);
     rec.task_created = true;
@@ -1209,6 +1229,7 @@ absl::Status RuntimeServiceImpl::DoStartContainer(const std::shared_ptr<Containe
   // Taken before the call: a process that exits at once must not finish before it started.
   const int64_t started_at = NowNanos();
   absl::StatusOr<uint32_t> pid = tasks.Start(rec.sandbox_id, rec.id);
+  CrashPoint("start-container:after-task-start");
   if (!pid.ok()) {
     // The container cannot run: it is exited with the runtime's error, as the kubelet expects.
     {
@@ -1311,7 +1332,9 @@ absl::Status RuntimeServiceImpl::DoRemoveContainer(const std::shared_ptr<Contain
     if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
   }
   RETURN_IF_ERROR(SaveContainer(rec.id));
+  CrashPoint("remove-container:after-mark");
   RETURN_IF_ERROR(TeardownContainer(rec, handler));
+  CrashPoint("remove-container:after-teardown");
   {
     std::lock_guard<std::mutex> lock(mu_);
     containers_.erase(rec.id);
