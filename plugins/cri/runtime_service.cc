@@ -47,6 +47,24 @@ void CrashPoint(const char* name) {
   if (!target.empty() && target == name) ::kill(::getpid(), SIGKILL);
 }
 
+grpc::Status NotFound(const char* rpc, const char* what, const std::string& id) {
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      absl::StrCat(rpc, ": ", what, " \"", id, "\" not found"));
+}
+
+// The entry of `map` whose key is `id` or, failing that, the only key `id` begins with.
+template <typename Map>
+typename Map::const_iterator FindByPrefix(const Map& map, const std::string& id) {
+  if (id.empty()) return map.end();
+  auto it = map.lower_bound(id);
+  if (it == map.end() || !absl::StartsWith(it->first, id)) return map.end();
+  if (it->first != id) {
+    auto next = std::next(it);
+    if (next != map.end() && absl::StartsWith(next->first, id)) return map.end();
+  }
+  return it;
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
@@ -228,62 +246,58 @@ absl::StatusOr<TaskClient> RuntimeServiceImpl::Handler(const std::string& name) 
 
 std::shared_ptr<RuntimeServiceImpl::Sandbox> RuntimeServiceImpl::FindSandbox(
     const std::string& id) {
-  if (id.empty()) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = sandboxes_.lower_bound(id);
-  if (it == sandboxes_.end() || !absl::StartsWith(it->first, id)) return nullptr;
-  if (it->first != id) {  // a prefix: it must be unambiguous
-    auto next = std::next(it);
-    if (next != sandboxes_.end() && absl::StartsWith(next->first, id)) return nullptr;
-  }
-  if (it->second->rec.phase == SandboxPhase::kCreating) return nullptr;
+  auto it = FindByPrefix(sandboxes_, id);
+  if (it == sandboxes_.end() || it->second->rec.phase == SandboxPhase::kCreating) return nullptr;
   return it->second;
 }
 
 std::shared_ptr<RuntimeServiceImpl::Container> RuntimeServiceImpl::FindContainer(
     const std::string& id) {
-  if (id.empty()) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = containers_.lower_bound(id);
-  if (it == containers_.end() || !absl::StartsWith(it->first, id)) return nullptr;
-  if (it->first != id) {
-    auto next = std::next(it);
-    if (next != containers_.end() && absl::StartsWith(next->first, id)) return nullptr;
+  auto it = FindByPrefix(containers_, id);
+  if (it == containers_.end() || it->second->rec.phase == ContainerPhase::kCreating) {
+    return nullptr;
   }
-  if (it->second->rec.phase == ContainerPhase::kCreating) return nullptr;
   return it->second;
 }
 
+std::pair<ContainerRecord, std::string> RuntimeServiceImpl::Current(
+    const std::shared_ptr<Container>& c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto sb = sandboxes_.find(c->rec.sandbox_id);
+  return {c->rec, sb != sandboxes_.end() ? sb->second->rec.handler : options_.default_handler};
+}
+
 absl::Status RuntimeServiceImpl::SaveSandbox(const std::string& id) {
-  std::lock_guard<std::mutex> persist(persist_mu_);
-  std::optional<std::string> text;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  return Persist("sandbox/" + id, [&]() -> std::optional<std::string> {
     auto it = sandboxes_.find(id);
-    if (it != sandboxes_.end()) text = it->second->rec.ToJson().dump();
-  }
-  auto txn = host_.Begin(true);
-  if (!txn.ok()) return FromSdk(txn.status());
-  sdk::Status s = text ? txn->Put(kBucket, "sandbox/" + id, *text)
-                       : txn->Delete(kBucket, "sandbox/" + id);
-  if (!s.ok() && !(s.code() == BERTH_NOT_FOUND && !text)) return FromSdk(s);
-  return Prefix(FromSdk(txn->Commit()), "save sandbox " + id);
+    if (it == sandboxes_.end()) return std::nullopt;
+    return it->second->rec.ToJson().dump();
+  });
 }
 
 absl::Status RuntimeServiceImpl::SaveContainer(const std::string& id) {
+  return Persist("container/" + id, [&]() -> std::optional<std::string> {
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return std::nullopt;
+    return it->second->rec.ToJson().dump();
+  });
+}
+
+absl::Status RuntimeServiceImpl::Persist(
+    const std::string& key, const std::function<std::optional<std::string>()>& current) {
   std::lock_guard<std::mutex> persist(persist_mu_);
   std::optional<std::string> text;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = containers_.find(id);
-    if (it != containers_.end()) text = it->second->rec.ToJson().dump();
+    text = current();
   }
   auto txn = host_.Begin(true);
   if (!txn.ok()) return FromSdk(txn.status());
-  sdk::Status s = text ? txn->Put(kBucket, "container/" + id, *text)
-                       : txn->Delete(kBucket, "container/" + id);
+  sdk::Status s = text ? txn->Put(kBucket, key, *text) : txn->Delete(kBucket, key);
   if (!s.ok() && !(s.code() == BERTH_NOT_FOUND && !text)) return FromSdk(s);
-  return Prefix(FromSdk(txn->Commit()), "save container " + id);
+  return Prefix(FromSdk(txn->Commit()), "save " + key);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -369,6 +383,24 @@ absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::
   sdk::Status s = sdk::MountAll(mounts, target);
   if (!s.ok()) return Prefix(FromSdk(s), "mount the writable layer " + key);
   return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::RemoveBundleLayerCgroup(const std::string& id,
+                                                         const std::string& cgroups_path) {
+  std::vector<std::string> errors;
+  if (absl::Status s = UnmountAndRemoveBundle(id); !s.ok()) errors.emplace_back(s.message());
+  sdk::StringSink err;
+  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
+                                                    sdk::Str(SnapshotKey(id)), err.get());
+  if (code != BERTH_OK && code != BERTH_NOT_FOUND) errors.push_back("remove snapshot: " + err.str());
+  if (!cgroups_path.empty()) {
+    sdk::StringSink cerr;
+    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(cgroups_path),
+                                          cerr.get());
+    if (code != BERTH_OK) errors.push_back("remove cgroup " + cgroups_path + ": " + cerr.str());
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(errors, "; "));
 }
 
 absl::Status RuntimeServiceImpl::UnmountAndRemoveBundle(const std::string& id) {
@@ -687,17 +719,7 @@ absl::Status RuntimeServiceImpl::TeardownSandbox(const SandboxRecord& rec) {
   } else {
     note(tasks.status());
   }
-  note(UnmountAndRemoveBundle(rec.id));
-  sdk::StringSink err;
-  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
-                                                    sdk::Str(SnapshotKey(rec.id)), err.get());
-  if (code != BERTH_OK && code != BERTH_NOT_FOUND) note(Code(code, "remove snapshot: " + err.str()));
-  if (!rec.cgroups_path.empty()) {
-    sdk::StringSink cerr;
-    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(rec.cgroups_path),
-                                          cerr.get());
-    if (code != BERTH_OK) note(Code(code, "remove cgroup " + rec.cgroups_path + ": " + cerr.str()));
-  }
+  note(RemoveBundleLayerCgroup(rec.id, rec.cgroups_path));
   PodInfraOptions infra_opts;
   infra_opts.sandbox_id = rec.id;
   infra_opts.state_dir = options_.state_dir;
@@ -827,11 +849,7 @@ grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*,
                                                   const runtime::v1::PodSandboxStatusRequest* req,
                                                   runtime::v1::PodSandboxStatusResponse* resp) {
   std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
-  if (!sb) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "PodSandboxStatus: pod sandbox \"" + req->pod_sandbox_id() +
-                            "\" not found");
-  }
+  if (!sb) return NotFound("PodSandboxStatus", "pod sandbox", req->pod_sandbox_id());
   std::lock_guard<std::mutex> lock(mu_);
   FillSandboxStatus(*sb, resp->mutable_status());
   for (const std::string& cid : sb->containers) {
@@ -873,13 +891,8 @@ grpc::Status RuntimeServiceImpl::ListPodSandbox(grpc::ServerContext*,
     FillSandbox(sb, resp->add_items());
   };
   if (req->has_filter() && !f.id().empty()) {
-    auto it = sandboxes_.lower_bound(f.id());
-    if (it != sandboxes_.end() && absl::StartsWith(it->first, f.id())) {
-      auto next = std::next(it);
-      bool unique = it->first == f.id() || next == sandboxes_.end() ||
-                    !absl::StartsWith(next->first, f.id());
-      if (unique) consider(*it->second);
-    }
+    auto it = FindByPrefix(sandboxes_, f.id());
+    if (it != sandboxes_.end()) consider(*it->second);
     return grpc::Status::OK;
   }
   for (const auto& [id, sb] : sandboxes_) consider(*sb);
@@ -1091,17 +1104,7 @@ absl::Status RuntimeServiceImpl::TeardownContainer(const ContainerRecord& rec,
   } else {
     note(tasks.status());
   }
-  note(UnmountAndRemoveBundle(rec.id));
-  sdk::StringSink err;
-  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
-                                                    sdk::Str(SnapshotKey(rec.id)), err.get());
-  if (code != BERTH_OK && code != BERTH_NOT_FOUND) note(Code(code, "remove snapshot: " + err.str()));
-  if (!rec.cgroups_path.empty()) {
-    sdk::StringSink cerr;
-    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(rec.cgroups_path),
-                                          cerr.get());
-    if (code != BERTH_OK) note(Code(code, "remove cgroup " + rec.cgroups_path + ": " + cerr.str()));
-  }
+  note(RemoveBundleLayerCgroup(rec.id, rec.cgroups_path));
   if (errors.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrJoin(errors, "; "));
 }
@@ -1110,10 +1113,7 @@ grpc::Status RuntimeServiceImpl::StartContainer(grpc::ServerContext*,
                                                 const runtime::v1::StartContainerRequest* req,
                                                 runtime::v1::StartContainerResponse*) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "StartContainer: container \"" + req->container_id() + "\" not found");
-  }
+  if (!c) return NotFound("StartContainer", "container", req->container_id());
   return ToGrpc(Prefix(DoStartContainer(c), "StartContainer " + req->container_id()));
 }
 
@@ -1186,14 +1186,7 @@ grpc::Status RuntimeServiceImpl::StopContainer(grpc::ServerContext*,
 absl::Status RuntimeServiceImpl::DoStopContainer(const std::shared_ptr<Container>& c,
                                                  int64_t timeout_s) {
   std::lock_guard<std::mutex> op(c->op);
-  ContainerRecord rec;
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rec = c->rec;
-    auto sb = sandboxes_.find(rec.sandbox_id);
-    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
-  }
+  auto [rec, handler] = Current(c);
   if (rec.phase != ContainerPhase::kRunning) return absl::OkStatus();
   ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
   auto exited = [&] {
@@ -1301,10 +1294,7 @@ grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*,
                                                  const runtime::v1::ContainerStatusRequest* req,
                                                  runtime::v1::ContainerStatusResponse* resp) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "ContainerStatus: container \"" + req->container_id() + "\" not found");
-  }
+  if (!c) return NotFound("ContainerStatus", "container", req->container_id());
   ContainerRecord rec;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1343,13 +1333,8 @@ grpc::Status RuntimeServiceImpl::ListContainers(grpc::ServerContext*,
     FillContainer(c, resp->add_containers());
   };
   if (req->has_filter() && !f.id().empty()) {
-    auto it = containers_.lower_bound(f.id());
-    if (it != containers_.end() && absl::StartsWith(it->first, f.id())) {
-      auto next = std::next(it);
-      bool unique = it->first == f.id() || next == containers_.end() ||
-                    !absl::StartsWith(next->first, f.id());
-      if (unique) consider(*it->second);
-    }
+    auto it = FindByPrefix(containers_, f.id());
+    if (it != containers_.end()) consider(*it->second);
     return grpc::Status::OK;
   }
   if (req->has_filter() && f.pod_sandbox_id().size() == 64) {
@@ -1369,19 +1354,9 @@ grpc::Status RuntimeServiceImpl::UpdateContainerResources(
     grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest* req,
     runtime::v1::UpdateContainerResourcesResponse*) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND, "UpdateContainerResources: container \"" +
-                                                         req->container_id() + "\" not found");
-  }
+  if (!c) return NotFound("UpdateContainerResources", "container", req->container_id());
   std::lock_guard<std::mutex> op(c->op);
-  ContainerRecord rec;
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rec = c->rec;
-    auto sb = sandboxes_.find(rec.sandbox_id);
-    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
-  }
+  auto [rec, handler] = Current(c);
   if (rec.phase != ContainerPhase::kCreated && rec.phase != ContainerPhase::kRunning) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("UpdateContainerResources: container ", rec.id, " is ",
@@ -1405,18 +1380,8 @@ grpc::Status RuntimeServiceImpl::ReopenContainerLog(
     grpc::ServerContext*, const runtime::v1::ReopenContainerLogRequest* req,
     runtime::v1::ReopenContainerLogResponse*) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "ReopenContainerLog: container \"" + req->container_id() + "\" not found");
-  }
-  ContainerRecord rec;
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rec = c->rec;
-    auto sb = sandboxes_.find(rec.sandbox_id);
-    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
-  }
+  if (!c) return NotFound("ReopenContainerLog", "container", req->container_id());
+  auto [rec, handler] = Current(c);
   if (rec.phase != ContainerPhase::kRunning) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "ReopenContainerLog: container " + rec.id + " is not running");
@@ -1434,24 +1399,14 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
                                           const runtime::v1::ExecSyncRequest* req,
                                           runtime::v1::ExecSyncResponse* resp) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "ExecSync: container \"" + req->container_id() + "\" not found");
-  }
+  if (!c) return NotFound("ExecSync", "container", req->container_id());
   if (req->cmd().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ExecSync: cmd is empty");
   }
   if (req->timeout() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ExecSync: timeout is negative");
   }
-  ContainerRecord rec;
-  std::string handler;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rec = c->rec;
-    auto sb = sandboxes_.find(rec.sandbox_id);
-    if (sb != sandboxes_.end()) handler = sb->second->rec.handler;
-  }
+  auto [rec, handler] = Current(c);
   if (rec.phase != ContainerPhase::kRunning) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("ExecSync: container ", rec.id, " is ",
@@ -1548,10 +1503,7 @@ grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*,
                                                 const runtime::v1::ContainerStatsRequest* req,
                                                 runtime::v1::ContainerStatsResponse* resp) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "ContainerStats: container \"" + req->container_id() + "\" not found");
-  }
+  if (!c) return NotFound("ContainerStats", "container", req->container_id());
   return ToGrpc(FillContainerStats(c, resp->mutable_stats()));
 }
 
@@ -1629,10 +1581,7 @@ grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*,
                                                  const runtime::v1::PodSandboxStatsRequest* req,
                                                  runtime::v1::PodSandboxStatsResponse* resp) {
   std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
-  if (!sb) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "PodSandboxStats: pod sandbox \"" + req->pod_sandbox_id() + "\" not found");
-  }
+  if (!sb) return NotFound("PodSandboxStats", "pod sandbox", req->pod_sandbox_id());
   return ToGrpc(FillPodStats(sb, resp->mutable_stats()));
 }
 

@@ -11,12 +11,15 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -142,8 +145,13 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   // --- records ---
   std::shared_ptr<Sandbox> FindSandbox(const std::string& id_or_prefix);
   std::shared_ptr<Container> FindContainer(const std::string& id_or_prefix);
+  // The record and its sandbox's handler, read together.
+  std::pair<ContainerRecord, std::string> Current(const std::shared_ptr<Container>& c);
+  // Writes the record as it is now (or deletes it when gone from memory).
   absl::Status SaveSandbox(const std::string& id);
   absl::Status SaveContainer(const std::string& id);
+  absl::Status Persist(const std::string& key,
+                       const std::function<std::optional<std::string>()>& current);
   std::string NewId();
 
   // --- operations (absl::Status in, gRPC status at the edge) ---
@@ -173,6 +181,8 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   absl::Status MountRootfs(const std::string& key, const std::string& parent,
                            const std::string& target);
   absl::Status UnmountAndRemoveBundle(const std::string& id);
+  // The bundle, the writable layer and the cgroup of a container or pause container.
+  absl::Status RemoveBundleLayerCgroup(const std::string& id, const std::string& cgroups_path);
 
   void FillSandbox(const Sandbox& sb, runtime::v1::PodSandbox* out);
   void FillSandboxStatus(const Sandbox& sb, runtime::v1::PodSandboxStatus* out);
