@@ -1,28 +1,52 @@
 // SPDX-License-Identifier: Apache-2.0
-// Pod networking through CNI. This version finds the network configuration and reports
-// NetworkReady truthfully: ready only when a valid configuration exists and every plugin
-// binary it names is installed.
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+// Pod networking through CNI: registration only. The network is Network (cni_network.h);
+// attachment records live in <root>/io.berth.cni/attachments.
+#include "berth/plugin.hpp"
+
+#include <memory>
+#include <string>
 #include <vector>
 
-#include "berth/plugin.hpp"
+#include "plugins/cni/cni_network.h"
 #include "plugins/common/plugin_util.h"
+#include "plugins/common/status_convert.h"
 
 namespace berth::cni {
+namespace {
 
-namespace fs = std::filesystem;
+using plugins::ToSdk;
+
+berth_log_level ToHostLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return BERTH_LOG_DEBUG;
+    case LogLevel::kInfo:
+      return BERTH_LOG_INFO;
+    case LogLevel::kWarning:
+      return BERTH_LOG_WARN;
+    case LogLevel::kError:
+      return BERTH_LOG_ERROR;
+  }
+  return BERTH_LOG_ERROR;
+}
+
+}  // namespace
 
 class CniPlugin {
  public:
   static sdk::Status Create(sdk::Host host, std::unique_ptr<CniPlugin>* out) {
-    auto config = plugins::LoadConfig(host, "io.berth.cni", {"conf_dir", "bin_dirs"});
+    auto config =
+        plugins::LoadConfig(host, "io.berth.cni", {"conf_dir", "bin_dirs", "plugin_timeout"});
     if (!config.ok()) return config.status();
-    auto conf_dir = plugins::StringOption(host, *config, "conf_dir", "/etc/cni/net.d");
+    NetworkOptions options;
+    auto conf_dir = plugins::StringOption(host, *config, "conf_dir", options.conf_dir);
     if (!conf_dir.ok()) return conf_dir.status();
-    std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
+    if (conf_dir->empty() || (*conf_dir)[0] != '/') {
+      return sdk::InvalidArgument(host.ConfigWhere("conf_dir") +
+                                  ": key \"conf_dir\": expected an absolute path, got \"" +
+                                  *conf_dir + "\"");
+    }
+    options.conf_dir = *conf_dir;
     if (config->contains("bin_dirs")) {
       const auto& v = (*config)["bin_dirs"];
       bool ok = v.is_array() && !v.empty();
@@ -30,11 +54,30 @@ class CniPlugin {
       if (!ok) {
         return sdk::InvalidArgument(host.ConfigWhere("bin_dirs") +
                                     ": key \"bin_dirs\": expected a non-empty list of absolute "
-                                    "paths, got " + v.dump());
+                                    "paths, got " +
+                                    v.dump());
       }
-      bin_dirs = v.get<std::vector<std::string>>();
+      options.bin_dirs = v.get<std::vector<std::string>>();
     }
-    out->reset(new CniPlugin(host, *conf_dir, bin_dirs));
+    auto timeout = plugins::StringOption(host, *config, "plugin_timeout", "2m");
+    if (!timeout.ok()) return timeout.status();
+    auto seconds = plugins::ParseDuration(*timeout);
+    if (!seconds.ok() || *seconds <= 0) {
+      return sdk::InvalidArgument(
+          host.ConfigWhere("plugin_timeout") + ": key \"plugin_timeout\": \"" + *timeout +
+          "\" is not a positive duration (" +
+          (seconds.ok() ? std::string("zero") : seconds.status().message()) +
+          "; e.g. \"90s\", \"2m\", \"1h\"): how long one CNI plugin may run before it is killed");
+    }
+    options.plugin_timeout = absl::Seconds(*seconds);
+    options.cache_dir = host.RootDir() + "/attachments";
+    auto log = [host](LogLevel level, std::string_view msg) { host.Log(ToHostLevel(level), msg); };
+    absl::StatusOr<std::unique_ptr<Network>> network = Network::Create(options, log);
+    if (!network.ok()) return ToSdk(network.status());
+    host.Info("CNI: configuration from " + options.conf_dir + ", plugins from " +
+              JoinPaths(options.bin_dirs) + ", attachments recorded in " + options.cache_dir +
+              ", plugin timeout " + absl::FormatDuration(options.plugin_timeout));
+    out->reset(new CniPlugin(std::move(*network)));
     return sdk::Status::Ok();
   }
 
@@ -43,68 +86,30 @@ class CniPlugin {
     return nullptr;
   }
 
-  // The first configuration file by name (as the CNI convention and the kubelet expect)
-  // decides; it must parse and its plugin binaries must exist.
-  sdk::Readiness Status() {
-    std::error_code ec;
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(conf_dir_, ec)) {
-      auto ext = e.path().extension();
-      if (ext == ".conflist" || ext == ".conf" || ext == ".json") files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-    if (files.empty()) {
-      return sdk::Readiness::NotReady("NetworkPluginNotReady",
-                                      "cni: no network configuration in " + conf_dir_);
-    }
-    const fs::path& file = files.front();
-    std::ifstream in(file);
-    std::stringstream text;
-    text << in.rdbuf();
-    nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, false);
-    if (!j.is_object()) {
-      return sdk::Readiness::NotReady("NetworkPluginNotReady",
-                                      "cni: " + file.string() + " is not valid JSON");
-    }
-    std::vector<nlohmann::json> chain;
-    if (j.contains("plugins")) {
-      if (!j["plugins"].is_array() || j["plugins"].empty()) {
-        return sdk::Readiness::NotReady("NetworkPluginNotReady",
-                                        "cni: " + file.string() + " has an empty plugins list");
-      }
-      for (const auto& p : j["plugins"]) chain.push_back(p);
-    } else {
-      chain.push_back(j);
-    }
-    for (const auto& p : chain) {
-      std::string type = p.is_object() ? p.value("type", "") : "";
-      if (type.empty() || type.find('/') != std::string::npos) {
-        return sdk::Readiness::NotReady("NetworkPluginNotReady",
-                                        "cni: " + file.string() + ": a plugin has no valid type");
-      }
-      bool found = false;
-      for (const std::string& d : bin_dirs_) found = found || ::access((d + "/" + type).c_str(), X_OK) == 0;
-      if (!found) {
-        std::string dirs;
-        for (const std::string& d : bin_dirs_) dirs += (dirs.empty() ? "" : ":") + d;
-        return sdk::Readiness::NotReady("NetworkPluginNotReady",
-                                        "cni: plugin binary \"" + type + "\" (from " +
-                                            file.string() + ") not found in " + dirs);
-      }
-    }
-    return sdk::Readiness::Ready();
+  sdk::Readiness Status() { return network_->Status(); }
+
+  sdk::Result<std::string> Attach(std::string_view request_json) {
+    absl::StatusOr<std::string> result = network_->Attach(request_json);
+    if (!result.ok()) return ToSdk(result.status());
+    return std::move(*result);
+  }
+  sdk::Status Detach(std::string_view request_json) {
+    return ToSdk(network_->Detach(request_json));
+  }
+  sdk::Status Check(std::string_view request_json) { return ToSdk(network_->Check(request_json)); }
+  sdk::Status Gc(std::string_view sandbox_ids_json) {
+    return ToSdk(network_->Gc(sandbox_ids_json));
   }
 
  private:
-  CniPlugin(sdk::Host host, std::string conf_dir, std::vector<std::string> bin_dirs)
-      : host_(host), conf_dir_(std::move(conf_dir)), bin_dirs_(std::move(bin_dirs)) {}
-  sdk::Host host_;
-  std::string conf_dir_;
-  std::vector<std::string> bin_dirs_;
+  explicit CniPlugin(std::unique_ptr<Network> network) : network_(std::move(network)) {}
+  std::unique_ptr<Network> network_;
 };
 
 }  // namespace berth::cni
 
 BERTH_PLUGIN(berth::cni::CniPlugin, "io.berth.cni", BERTH_KIND_NETWORK, "0.1.0",
-             "CNI 1.x pod networking", R"({"conf_dir":"/etc/cni/net.d","bin_dirs":["/opt/cni/bin","/usr/lib/cni"]})",
+             "CNI 1.x pod networking",
+             R"({"conf_dir":"/etc/cni/net.d","bin_dirs":["/opt/cni/bin","/usr/lib/cni"],)"
+             R"("plugin_timeout":"2m"})",
              BERTH_NO_REQUIRES)

@@ -133,6 +133,13 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     opts.handlers[h.name] = h.runtime;
   }
   opts.cgroups = cgroups;
+  if (auto net = host.Lookup<berth_network_v1>(BERTH_IFACE_NETWORK_V1); net.ok()) {
+    opts.network = *net;
+    if (!BERTH_HAS_MEMBER(net->table, berth_network_v1, gc)) {
+      host.Warn("network plugin " + net->plugin_id +
+                " cannot attach pods (ABI before 1.1): pods get loopback only");
+    }
+  }
   opts.snapshotter = *snapshotter;
   opts.images = *images;
   p->sandbox_image_ = opts.sandbox_image;

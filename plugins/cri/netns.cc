@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -103,7 +105,74 @@ absl::Status CreatePinFile(const std::string& pin) {
   }
 }
 
+// Runs on its own thread: joins the namespace, connects, and the thread exits.
+absl::StatusOr<sdk::UniqueFd> DialOnThisThread(const std::string& netns_path, int port, bool ipv6,
+                                               int timeout_ms) {
+  sdk::UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns.valid()) return Errno(errno, "open the network namespace " + netns_path);
+  if (::setns(ns.get(), CLONE_NEWNET) != 0) {
+    return Errno(errno, "enter the network namespace " + netns_path);
+  }
+  sdk::UniqueFd sock(
+      ::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!sock.valid()) return Errno(errno, "socket in " + netns_path);
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  if (ipv6) {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(static_cast<uint16_t>(port));
+    a6->sin6_addr = in6addr_loopback;
+    len = sizeof(*a6);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(static_cast<uint16_t>(port));
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(*a4);
+  }
+  const std::string where =
+      absl::StrCat(ipv6 ? "[::1]:" : "127.0.0.1:", port, " in the pod network namespace ",
+                   netns_path);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    if (errno != EINPROGRESS) {
+      absl::Status s = Errno(errno, "connect to " + where);
+      return errno == ECONNREFUSED ? absl::UnavailableError(s.message()) : s;
+    }
+    pollfd pfd{sock.get(), POLLOUT, 0};
+    int ready = ::poll(&pfd, 1, timeout_ms);
+    if (ready == 0) return absl::DeadlineExceededError("connect to " + where + ": timed out");
+    if (ready < 0) return Errno(errno, "poll while connecting to " + where);
+    int err = 0;
+    socklen_t err_len = sizeof(err);
+    ::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &err, &err_len);
+    if (err != 0) {
+      absl::Status s = Errno(err, "connect to " + where);
+      return err == ECONNREFUSED ? absl::UnavailableError(s.message()) : s;
+    }
+  }
+  // Blocking again for its user.
+  int flags = ::fcntl(sock.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(sock.get(), F_SETFL, flags & ~O_NONBLOCK);
+  return sock;
+}
+
 }  // namespace
+
+absl::StatusOr<sdk::UniqueFd> DialInNetns(const std::string& netns_path, int port, bool ipv6,
+                                          int timeout_ms) {
+  if (port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port ", port, " is out of range (1-65535)"));
+  }
+  if (netns_path.empty() || netns_path[0] != '/') {
+    return absl::InvalidArgumentError("network namespace path \"" + netns_path +
+                                      "\" is not absolute");
+  }
+  absl::StatusOr<sdk::UniqueFd> result = absl::InternalError("dial thread did not run");
+  std::thread t([&] { result = DialOnThisThread(netns_path, port, ipv6, timeout_ms); });
+  t.join();
+  return result;
+}
 
 // Why the pin directory is a self bind mount, made private and then shared:
 //  - Shared: the mount namespaces created after a pin directory is set up (runc's for each

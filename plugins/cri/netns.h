@@ -15,12 +15,22 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "berth/unique_fd.hpp"
 
 namespace berth::cri {
 
 // Makes `dir` (created if missing, 0711) a mount point with shared
 // propagation that pins can be bind-mounted under. Idempotent; Netns::Create calls it.
 [[nodiscard]] absl::Status PrepareNetnsPinDir(const std::string& dir);
+
+// Opens a TCP connection to 127.0.0.1:`port` (or [::1] when `ipv6`) from inside the network
+// namespace pinned at `netns_path`: a short-lived thread enters the namespace, creates and
+// connects the socket (a socket belongs to the namespace it was created in, wherever it is
+// used later) and exits without going back. What port forwarding uses. `timeout_ms` bounds
+// the connect. UNAVAILABLE when nothing listens there.
+[[nodiscard]] absl::StatusOr<sdk::UniqueFd> DialInNetns(const std::string& netns_path,
+                                                        int port, bool ipv6 = false,
+                                                        int timeout_ms = 10000);
 
 // An owned, pinned network namespace: removed (unmounted and unlinked) on destruction unless
 // Release()d. Move-only.

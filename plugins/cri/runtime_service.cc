@@ -420,6 +420,84 @@ absl::Status RuntimeServiceImpl::UnmountAndRemoveBundle(const std::string& id) {
 }
 
 // ---------------------------------------------------------------------------------------
+// The pod network
+
+bool RuntimeServiceImpl::NetworkAttachable() const {
+  return options_.network.table != nullptr &&
+         BERTH_HAS_MEMBER(options_.network.table, berth_network_v1, gc);
+}
+
+json RuntimeServiceImpl::NetworkRequest(const SandboxRecord& rec) {
+  const runtime::v1::PodSandboxConfig& c = rec.config;
+  std::string netns = rec.net_ns_path;
+  if (netns.empty()) netns = options_.state_dir + "/netns/" + rec.id;
+  std::error_code ec;
+  if (!fs::exists(netns, ec)) netns.clear();
+  json ports = json::array();
+  for (const runtime::v1::PortMapping& pm : c.port_mappings()) {
+    const char* proto = pm.protocol() == runtime::v1::UDP    ? "udp"
+                        : pm.protocol() == runtime::v1::SCTP ? "sctp"
+                                                             : "tcp";
+    ports.push_back({{"protocol", proto},
+                     {"container_port", pm.container_port()},
+                     {"host_port", pm.host_port()},
+                     {"host_ip", pm.host_ip()}});
+  }
+  json annotations = json::object();
+  for (const auto& [k, v] : c.annotations()) annotations[k] = v;
+  std::string cidr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cidr = pod_cidr_;
+  }
+  return {{"sandbox_id", rec.id},
+          {"netns", netns},
+          {"pod_name", c.metadata().name()},
+          {"pod_namespace", c.metadata().namespace_()},
+          {"pod_uid", c.metadata().uid()},
+          {"port_mappings", ports},
+          {"annotations", annotations},
+          {"pod_cidr", cidr}};
+}
+
+absl::StatusOr<json> RuntimeServiceImpl::AttachNetwork(const SandboxRecord& rec) {
+  for (const runtime::v1::PortMapping& pm : rec.config.port_mappings()) {
+    if (pm.container_port() <= 0 || pm.container_port() > 65535 || pm.host_port() < 0 ||
+        pm.host_port() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.port_mappings: container_port ", pm.container_port(), " / host_port ",
+          pm.host_port(), " out of range (1-65535; host_port 0 = none)"));
+    }
+  }
+  const std::string request = NetworkRequest(rec).dump();
+  sdk::StringSink out, err;
+  int32_t code = options_.network.table->attach(options_.network.instance, sdk::Str(request),
+                                                out.get(), err.get());
+  if (code == BERTH_FAILED_PRECONDITION) {
+    return Code(code, "NetworkNotReady: the pod network is not ready (" + err.str() +
+                          "); only pods with host network can run until it is");
+  }
+  if (code != BERTH_OK) return Code(code, "pod network: " + err.str());
+  json result = json::parse(out.str(), nullptr, false);
+  if (!result.is_object()) return absl::InternalError("the network plugin returned no result");
+  host_.Debug(absl::StrCat("sandbox ", rec.id, " attached: ", out.str()));
+  return result;
+}
+
+absl::Status RuntimeServiceImpl::DetachNetwork(const SandboxRecord& rec) {
+  if (rec.config.linux().security_context().namespace_options().network() == runtime::v1::NODE ||
+      !NetworkAttachable()) {
+    return absl::OkStatus();
+  }
+  const std::string request = NetworkRequest(rec).dump();
+  sdk::StringSink err;
+  int32_t code =
+      options_.network.table->detach(options_.network.instance, sdk::Str(request), err.get());
+  if (code != BERTH_OK) return Code(code, "detach the pod network: " + err.str());
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------
 // Runtime-level calls
 
 grpc::Status RuntimeServiceImpl::Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
@@ -625,6 +703,35 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
   RETURN_IF_ERROR(SaveSandbox(rec.id));
   CrashPoint("run-sandbox:after-infra");
 
+  // The pod network, in the pinned namespace; then /etc/hosts (and resolv.conf, when the pod
+  // asked for no DNS settings of its own) with what the network gave.
+  if (!rec.net_ns_path.empty() && NetworkAttachable()) {
+    ASSIGN_OR_RETURN(json net, AttachNetwork(rec));
+    std::vector<std::string> ips = net.value("ips", std::vector<std::string>{});
+    RETURN_IF_ERROR(WriteFileAtomic(rec.hosts_path, RenderHosts(rec.hostname, ips)));
+    const json dns = net.value("dns", json::object());
+    if (!HasDnsConfig(config.dns_config()) && dns.is_object() &&
+        !dns.value("nameservers", std::vector<std::string>{}).empty()) {
+      runtime::v1::DNSConfig d;
+      for (const std::string& n : dns.value("nameservers", std::vector<std::string>{})) d.add_servers(n);
+      for (const std::string& n : dns.value("search", std::vector<std::string>{})) d.add_searches(n);
+      for (const std::string& n : dns.value("options", std::vector<std::string>{})) d.add_options(n);
+      absl::StatusOr<std::string> text = RenderResolvConf(d);
+      if (text.ok()) {
+        RETURN_IF_ERROR(WriteFileAtomic(rec.resolv_conf_path, *text));
+      } else {
+        host_.Warn(absl::StrCat("sandbox ", rec.id, ": the network's DNS settings are not "
+                                "usable (", text.status().message(), "); keeping the host's"));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec.pod_ips = ips;
+    }
+    RETURN_IF_ERROR(SaveSandbox(rec.id));
+    CrashPoint("run-sandbox:after-network");
+  }
+
   // The pause container: its rootfs, its spec, its task.
   const std::string bundle = BundleDir(rec.id);
   RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), pause.chain_id, bundle + "/rootfs"));
@@ -720,6 +827,8 @@ absl::Status RuntimeServiceImpl::TeardownSandbox(const SandboxRecord& rec) {
     note(tasks.status());
   }
   note(RemoveBundleLayerCgroup(rec.id, rec.cgroups_path));
+  // The network needs the namespace (still pinned) to take its interfaces back.
+  note(DetachNetwork(rec));
   PodInfraOptions infra_opts;
   infra_opts.sandbox_id = rec.id;
   infra_opts.state_dir = options_.state_dir;
@@ -754,6 +863,7 @@ absl::Status RuntimeServiceImpl::DoStopPodSandbox(const std::shared_ptr<Sandbox>
   ASSIGN_OR_RETURN(TaskClient tasks, Handler(rec.handler));
   RETURN_IF_ERROR(KillAndWait(&tasks, rec.id, rec.id, nullptr));
   if (!rec.infra_stopped) {
+    RETURN_IF_ERROR(DetachNetwork(rec));
     PodInfraOptions infra_opts;
     infra_opts.sandbox_id = rec.id;
     infra_opts.state_dir = options_.state_dir;
@@ -765,6 +875,7 @@ absl::Status RuntimeServiceImpl::DoStopPodSandbox(const std::shared_ptr<Sandbox>
     changed = sb->rec.phase == SandboxPhase::kReady || !sb->rec.infra_stopped;
     if (sb->rec.phase == SandboxPhase::kReady) sb->rec.phase = SandboxPhase::kNotReady;
     sb->rec.infra_stopped = true;
+    sb->rec.pod_ips.clear();  // released: another pod may have them now
   }
   if (changed) {
     RETURN_IF_ERROR(SaveSandbox(rec.id));
@@ -1933,6 +2044,20 @@ absl::Status RuntimeServiceImpl::Reconcile() {
       if (running) sb->rec.pid = t->second.pid;
     }
     (void)SaveSandbox(rec.id);
+  }
+  // Attachments of sandboxes berth no longer knows (their records were removed before the
+  // network let go of them) are released.
+  if (NetworkAttachable()) {
+    json ids = json::array();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, sb] : sandboxes_) ids.push_back(id);
+    }
+    sdk::StringSink err;
+    if (options_.network.table->gc(options_.network.instance, sdk::Str(ids.dump()), err.get()) !=
+        BERTH_OK) {
+      host_.Warn("network garbage collection: " + err.str());
+    }
   }
   host_.Info(absl::StrCat("CRI state: ", all_sandboxes.size(), " sandboxes, ",
                           all_containers.size(), " containers; ", adopted,

@@ -43,6 +43,8 @@ struct RuntimeServiceOptions {
   sdk::Iface<berth_cgroup_driver_v1> cgroups;
   sdk::Iface<berth_snapshotter_v1> snapshotter;
   sdk::Iface<berth_image_store_v1> images;
+  // The pod network (attach/detach); a table without them leaves pods on loopback only.
+  sdk::Iface<berth_network_v1> network;
   // How long StopContainer waits for the SIGKILLed processes to be reaped.
   int kill_wait_seconds = 30;
 };
@@ -171,6 +173,13 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   absl::Status TeardownSandbox(const SandboxRecord& rec);
   absl::Status KillAndWait(TaskClient* tasks, const std::string& sandbox_id,
                            const std::string& id, const std::shared_ptr<Container>& c);
+
+  // --- the pod network ---
+  bool NetworkAttachable() const;
+  nlohmann::json NetworkRequest(const SandboxRecord& rec);
+  absl::StatusOr<nlohmann::json> AttachNetwork(const SandboxRecord& rec);
+  // Idempotent; nothing to do for host-network pods.
+  absl::Status DetachNetwork(const SandboxRecord& rec);
 
   // --- helpers ---
   absl::StatusOr<TaskClient> Handler(const std::string& name);

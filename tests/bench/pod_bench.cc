@@ -3,6 +3,8 @@
 // from a local docker-registry (tests/integration/pod_harness.h):
 //  1. RunPodSandbox + CreateContainer + StartContainer of one host-network pod with one
 //     busybox `sleep` container, N runs (each pod removed after, not timed);
+//     then RunPodSandbox and StopPodSandbox alone, host network against the pod network (a
+//     bridge with host-local addresses: netns + CNI ADD/DEL), N runs each;
 //  2. the same for P pods at once (total wall time, per-pod median);
 //  3. with M pods running (host network, one `sleep` container each): ListContainers and
 //     ListPodSandbox latency over C calls, berthd's RSS and the RSS of the berth-shims.
@@ -127,6 +129,27 @@ int Main(int argc, char** argv) {
   std::printf("one pod at a time, %d runs:\n", runs);
   Print("RunPodSandbox+CreateContainer+Start", "ms", Summarize(start_ms));
   Print("StopPodSandbox+RemovePodSandbox", "ms", Summarize(remove_ms));
+
+  // 1b. The sandbox alone: what the pod network costs on top of host networking.
+  for (Network net : {Network::kHost, Network::kPod}) {
+    std::vector<double> run_ms, stop_ms;
+    for (int r = 0; r < runs; ++r) {
+      v1::PodSandboxConfig pod = h.NewPod("net-" + std::to_string(r), net);
+      auto t0 = std::chrono::steady_clock::now();
+      s = h.RunPod(pod, &pod_id);
+      run_ms.push_back(MsSince(t0));
+      if (!s.ok()) return Fail(h, "sandbox " + std::to_string(r) + ": " + Describe(s));
+      t0 = std::chrono::steady_clock::now();
+      if (!(s = h.StopPod(pod_id)).ok()) return Fail(h, "stop: " + Describe(s));
+      stop_ms.push_back(MsSince(t0));
+      if (!(s = h.RemovePod(pod_id)).ok()) return Fail(h, "removal: " + Describe(s));
+    }
+    const bool host = net == Network::kHost;
+    std::printf("sandbox alone, %s, %d runs:\n",
+                host ? "host network" : "pod network (bridge + host-local)", runs);
+    Print("RunPodSandbox", "ms", Summarize(run_ms));
+    Print("StopPodSandbox", "ms", Summarize(stop_ms));
+  }
 
   // 2. `parallel` pods at once.
   std::vector<std::string> ids(parallel);

@@ -217,10 +217,12 @@ struct Footprint {
   size_t netns_pins = 0;            // nsfs mounts among them
   std::vector<std::string> cgroups;
   std::vector<pid_t> processes;
+  std::vector<std::string> veths;  // ports of the test's bridge
+  std::vector<std::string> ips;    // addresses host-local holds for the test's network
 
   bool operator==(const Footprint& o) const {
     return mounts == o.mounts && netns_pins == o.netns_pins && cgroups == o.cgroups &&
-           processes == o.processes;
+           processes == o.processes && veths == o.veths && ips == o.ips;
   }
 };
 
@@ -258,6 +260,11 @@ inline std::string FootprintDiff(const Footprint& before, const Footprint& after
     return std::to_string(pid) + " " + ProcText(pid, "cmdline");
   });
   if (!p.empty()) out += "processes:\n" + p;
+  auto same = [](const std::string& x) { return x; };
+  std::string v = SetDiff<std::string>(before.veths, after.veths, same);
+  if (!v.empty()) out += "bridge ports:\n" + v;
+  std::string i = SetDiff<std::string>(before.ips, after.ips, same);
+  if (!i.empty()) out += "allocated pod IPs:\n" + i;
   return out;
 }
 
@@ -328,6 +335,27 @@ class PodHarness {
       if (ec) root_ = made;
     }
     cgroup_parent_ = "/berth-test-" + RandomHex(12);
+    bridge_ = "bt" + RandomHex(6);
+    network_ = "berth-test-" + bridge_;
+    // A /24 of 10.99.0.0/16 that no route uses yet (other tests may run at the same time).
+    for (int i = 0; i < 50; ++i) {
+      subnet_ = "10.99." + std::to_string(1 + std::stoi(RandomHex(2), nullptr, 16) % 254) + ".0/24";
+      auto [code, out] = RunCommand({"/usr/sbin/ip", "-4", "route", "show", subnet_},
+                                    fs::temp_directory_path() / ("route-" + bridge_ + ".log"));
+      if (code == 0 && out.find("10.99.") == std::string::npos) break;
+    }
+    std::error_code ec;
+    fs::remove(fs::temp_directory_path() / ("route-" + bridge_ + ".log"), ec);
+  }
+  // The pod network of this harness: a bridge of its own with host-local addresses.
+  const std::string& bridge() const { return bridge_; }
+  const std::string& subnet() const { return subnet_; }
+  const std::string& network() const { return network_; }
+  std::string Conflist(const std::string& extra_plugins = "") const {
+    return R"({"cniVersion":"1.0.0","name":")" + network_ + R"(","plugins":[)"
+           R"({"type":"bridge","bridge":")" + bridge_ + R"(","isGateway":true,"ipMasq":false,)"
+           R"("ipam":{"type":"host-local","ranges":[[{"subnet":")" + subnet_ + R"("}]],)"
+           R"("dataDir":")" + (root_ / "ipam").string() + R"("}})" + extra_plugins + "]}";
   }
   ~PodHarness() { Cleanup(); }
   PodHarness(const PodHarness&) = delete;
@@ -349,7 +377,8 @@ class PodHarness {
       return false;
     }
     fs::create_directories(daemon_dir());
-    fs::create_directories(root_ / "net.d");  // no CNI network: pods get loopback only
+    fs::create_directories(root_ / "net.d");
+    WriteFile(root_ / "net.d" / "10-test.conflist", Conflist());
     fs::create_directories(log_root());
     daemon_ = std::make_unique<Daemon>(daemon_dir());
     std::string runtimes =
@@ -603,6 +632,16 @@ class PodHarness {
     std::sort(f.mounts.begin(), f.mounts.end());
     f.cgroups = CgroupDirs(cgroup_parent_);
     f.processes = ProcessesOf(root_, cgroup_parent_);
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/sys/class/net/" + bridge_ + "/brif", ec)) {
+      f.veths.push_back(e.path().filename());
+    }
+    std::sort(f.veths.begin(), f.veths.end());
+    for (const auto& e : fs::directory_iterator(root_ / "ipam" / network_, ec)) {
+      std::string n = e.path().filename();
+      if (n != "lock" && n.rfind("last_reserved_ip", 0) != 0) f.ips.push_back(n);
+    }
+    std::sort(f.ips.begin(), f.ips.end());
     return f;
   }
   // Polls until the footprint equals `expected`; returns the last one.
@@ -723,8 +762,13 @@ class PodHarness {
     for (const std::string& left : RemoveCgroupDirs(cgroup_parent_, seconds(5))) {
       report += "cleanup: cgroup left: " + left + "\n";
     }
+    // 6. The test's bridge (the pods' veths went with their namespaces).
+    std::error_code bec;
+    if (fs::exists("/sys/class/net/" + bridge_, bec)) {
+      RunCommand({"/usr/sbin/ip", "link", "del", bridge_}, root_ / "ip-link-del.log");
+    }
     daemon_.reset();
-    // 6. The directory, only with nothing mounted under it.
+    // 7. The directory, only with nothing mounted under it.
     std::vector<MountEntry> left = MountsUnder(root_);
     if (left.empty()) {
       std::error_code ec;
@@ -743,6 +787,7 @@ class PodHarness {
   PodImages images_;
   fs::path root_;
   std::string cgroup_parent_;
+  std::string bridge_, network_, subnet_;
   std::unique_ptr<Daemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::RuntimeService::Stub> runtime_;

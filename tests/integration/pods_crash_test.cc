@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "gtest/gtest.h"
-#include "tests/integration/pod_harness.h"
+#include "tests/integration/pod_fixture.h"
 
 namespace berth::testing {
 namespace {
@@ -26,54 +26,10 @@ std::string CaseName(const ::testing::TestParamInfo<CrashCase>& info) {
   return n;
 }
 
-class CrashTest : public ::testing::TestWithParam<CrashCase> {
+class CrashTest : public PodFixture<::testing::TestWithParam<CrashCase>> {
  protected:
-  static void SetUpTestSuite() {
-    if (geteuid() != 0) return;
-    registry_ = new ImageRegistry;
-    registry_error_ = new std::string;
-    if (!registry_->Start(registry_error_)) {
-      delete registry_;
-      registry_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete registry_;
-    registry_ = nullptr;
-    delete registry_error_;
-    registry_error_ = nullptr;
-  }
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "berthd, runc and cgroups need root";
-    ASSERT_NE(registry_, nullptr) << *registry_error_;
-    h_ = std::make_unique<PodHarness>(registry_->images(), "crash");
-    std::string error;
-    ASSERT_TRUE(h_->Start(&error)) << error;
-  }
-  void TearDown() override {
-    ::unsetenv("BERTH_TEST_CRASH_AT");
-    if (!h_) return;
-    if (HasFailure()) std::cerr << "---- berthd log ----\n" << h_->LogTail() << "\n----\n";
-    std::string forced = h_->Cleanup();
-    if (!forced.empty()) std::cerr << forced;
-    h_.reset();
-  }
+  void SetUp() override { StartHarness("crash"); }
 
-  // What is on the host, berthd itself left out (its pid changes across the restart).
-  Footprint Now() {
-    Footprint f = h_->TakeFootprint();
-    pid_t d = h_->daemon().pid();
-    f.processes.erase(std::remove(f.processes.begin(), f.processes.end(), d), f.processes.end());
-    return f;
-  }
-  Footprint WaitFor(const Footprint& expected) {
-    auto deadline = std::chrono::steady_clock::now() + seconds(15);
-    for (;;) {
-      Footprint f = Now();
-      if (f == expected || std::chrono::steady_clock::now() > deadline) return f;
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-  }
   // Waits for berthd to have killed itself and starts it again (no crash point now).
   void Restart() {
     auto deadline = std::chrono::steady_clock::now() + seconds(10);
@@ -97,14 +53,7 @@ class CrashTest : public ::testing::TestWithParam<CrashCase> {
     EXPECT_TRUE(h_->ListContainers(nullptr, &out).ok());
     return out;
   }
-
-  static ImageRegistry* registry_;
-  static std::string* registry_error_;
-  std::unique_ptr<PodHarness> h_;
 };
-
-ImageRegistry* CrashTest::registry_ = nullptr;
-std::string* CrashTest::registry_error_ = nullptr;
 
 TEST_P(CrashTest, TheNodeIsConsistentAfterARestart) {
   const std::string call = GetParam().call;
@@ -116,7 +65,7 @@ TEST_P(CrashTest, TheNodeIsConsistentAfterARestart) {
     ASSERT_TRUE(h_->RunPod(warm, &id).ok());
     ASSERT_TRUE(h_->RemovePod(id).ok());
   }
-  const Footprint before = Now();
+  const Footprint before = FootprintWithoutBerthd();
   // berthd again, armed: it inherits the variable, which is cleared at once.
   ASSERT_TRUE(h_->StopDaemon(SIGTERM).has_value());
   ::setenv("BERTH_TEST_CRASH_AT", GetParam().point, 1);
@@ -182,14 +131,14 @@ TEST_P(CrashTest, TheNodeIsConsistentAfterARestart) {
     ASSERT_TRUE(h_->StopPod(p.id()).ok());
     ASSERT_TRUE(h_->RemovePod(p.id()).ok());
   }
-  Footprint after = WaitFor(before);
-  EXPECT_TRUE(after == before) << "left on the node:\n" << FootprintDiff(before, after);
+  ExpectBackTo(before);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Points, CrashTest,
     ::testing::Values(CrashCase{"run-sandbox:after-record", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-infra", "RunPodSandbox"},
+                      CrashCase{"run-sandbox:after-network", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-rootfs", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-task-create", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-task-start", "RunPodSandbox"},

@@ -25,7 +25,7 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/integration/pod_harness.h"
+#include "tests/integration/pod_fixture.h"
 
 namespace berth::testing {
 namespace {
@@ -120,46 +120,9 @@ std::vector<std::string> Ids(const std::vector<v1::PodSandbox>& v) {
   return out;
 }
 
-class PodsTest : public ::testing::Test {
+class PodsTest : public PodFixture<> {
  protected:
-  static void SetUpTestSuite() {
-    if (geteuid() != 0) return;
-    registry_ = new ImageRegistry;
-    registry_error_ = new std::string;
-    if (!registry_->Start(registry_error_)) {
-      delete registry_;
-      registry_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete registry_;
-    registry_ = nullptr;
-    delete registry_error_;
-    registry_error_ = nullptr;
-  }
-
-  void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "berthd, runc and cgroups need root";
-    ASSERT_NE(registry_, nullptr) << *registry_error_;
-    h_ = std::make_unique<PodHarness>(registry_->images());
-    std::string error;
-    ASSERT_TRUE(h_->Start(&error)) << error;
-  }
-
-  void TearDown() override {
-    if (!h_) return;
-    if (HasFailure()) {
-      std::cerr << "---- berthd log (last lines) ----\n" << h_->LogTail() << "\n----\n";
-      // For a look at what failed before it is cleaned up: BERTH_TEST_HOLD=<seconds>.
-      if (const char* hold = std::getenv("BERTH_TEST_HOLD"); hold != nullptr) {
-        std::cerr << "holding " << h_->root() << " for " << hold << " s\n";
-        std::this_thread::sleep_for(seconds(std::atoi(hold)));
-      }
-    }
-    std::string forced = h_->Cleanup();
-    if (!forced.empty()) std::cerr << forced;
-    h_.reset();
-  }
+  void SetUp() override { StartHarness("pods"); }
 
   // RunPodSandbox; "" (and a test failure) when it fails.
   std::string RunPod(const v1::PodSandboxConfig& pod, const std::string& handler = "") {
@@ -242,13 +205,7 @@ class PodsTest : public ::testing::Test {
     }
   }
 
-  static ImageRegistry* registry_;
-  static std::string* registry_error_;
-  std::unique_ptr<PodHarness> h_;
 };
-
-ImageRegistry* PodsTest::registry_ = nullptr;
-std::string* PodsTest::registry_error_ = nullptr;
 
 // 1 ------------------------------------------------------------------------------------------
 TEST_F(PodsTest, PodWithOneContainerRunsExitsLogsIsListedAndGoesAway) {
@@ -465,7 +422,7 @@ TEST_F(PodsTest, ContainersOfAPodShareItsNetworkIpcUtsNamespacesHostsAndResolvCo
   // The pod's /dev/shm is shared.
   Exec(a, {"sh", "-c", "echo from-a > /dev/shm/x"});
   EXPECT_EQ(Exec(b, {"cat", "/dev/shm/x"}), "from-a\n");
-  // A private network namespace with loopback only, up.
+  // A private network namespace: loopback up, and eth0 on the test's bridge network.
   std::string dev = Exec(a, {"cat", "/proc/net/dev"});
   std::vector<std::string> ifaces;
   std::istringstream in(dev);
@@ -477,10 +434,18 @@ TEST_F(PodsTest, ContainersOfAPodShareItsNetworkIpcUtsNamespacesHostsAndResolvCo
     name.erase(0, name.find_first_not_of(' '));
     ifaces.push_back(name);
   }
-  EXPECT_THAT(ifaces, ElementsAre("lo")) << dev;
+  EXPECT_THAT(ifaces, ::testing::UnorderedElementsAre("lo", "eth0")) << dev;
   std::string lo = Exec(a, {"ip", "addr", "show", "lo"});
   EXPECT_THAT(lo, HasSubstr("127.0.0.1"));
   EXPECT_THAT(lo, HasSubstr("UP"));
+  v1::PodSandboxStatusResponse pst;
+  ASSERT_TRUE(h_->PodStatus(pod_id, &pst).ok());
+  const std::string ip = pst.status().network().ip();
+  EXPECT_EQ(ip.rfind(h_->subnet().substr(0, h_->subnet().size() - 4), 0), 0u)
+      << ip << " is not in " << h_->subnet();
+  EXPECT_THAT(Exec(a, {"ip", "addr", "show", "eth0"}), HasSubstr(ip + "/24"));
+  // /etc/hosts names the pod on its IP.
+  EXPECT_THAT(Exec(a, {"cat", "/etc/hosts"}), HasSubstr(ip + "\tshared"));
 
   // A pod sharing its process namespace (pid POD): both containers see the pause process as
   // PID 1.

@@ -8,6 +8,7 @@
 #include "berth/plugin.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/plugin_loader.h"
 #include "plugins/cgroup-fs/tests/fake_tree.h"
 
 namespace berth::cgroupfs {
@@ -17,69 +18,25 @@ using ::testing::HasSubstr;
 using namespace ::berth::cgroupfs::testing;  // NOLINT(build/namespaces)
 
 // The host context: the configuration subtree the plugin reads.
-struct FakeHostCtx {
-  std::string config_json;
-  std::string log;
-};
-
-FakeHostCtx* Ctx(berth_host_ctx* ctx) { return reinterpret_cast<FakeHostCtx*>(ctx); }
-
-berth_host MakeHost(FakeHostCtx* ctx) {
-  berth_host h{};
-  h.struct_size = sizeof(h);
-  h.abi_major = BERTH_ABI_MAJOR;
-  h.abi_minor = BERTH_ABI_MINOR;
-  h.ctx = reinterpret_cast<berth_host_ctx*>(ctx);
-  h.log = [](berth_host_ctx* c, int32_t, const char* msg, size_t len) {
-    Ctx(c)->log.append(msg, len).append("\n");
-  };
-  h.log_level = [](berth_host_ctx*) -> int32_t { return BERTH_LOG_DEBUG; };
-  h.get_config = [](berth_host_ctx* c, berth_sink* out, berth_sink*) -> int32_t {
-    sdk::Write(out, Ctx(c)->config_json);
-    return BERTH_OK;
-  };
-  h.config_where = [](berth_host_ctx*, const char* key, berth_sink* out) {
-    sdk::Write(out, std::string("config.yaml:7 (") + key + ")");
-  };
-  return h;
-}
-
 class PluginTableTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    lib_ = ::dlopen(BERTH_CGROUP_FS_PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(lib_, nullptr) << ::dlerror();
-    auto entry = reinterpret_cast<berth_plugin_entry_fn>(::dlsym(lib_, "berth_plugin_entry"));
-    ASSERT_NE(entry, nullptr);
-    desc_ = entry();
-    ASSERT_STREQ(desc_->id, "io.berth.cgroup.fs");
-    ASSERT_STREQ(desc_->kind, BERTH_KIND_CGROUP_DRIVER);
+    plugin_.Load(BERTH_CGROUP_FS_PLUGIN, "io.berth.cgroup.fs", BERTH_KIND_CGROUP_DRIVER);
+    desc_ = plugin_.desc();
   }
-  void TearDown() override {
-    if (instance_ != nullptr) desc_->shutdown(instance_);
-    // Plugins are never unloaded (STYLE.md); nor is it here.
-  }
-
   // Initialises the plugin with `config`; the code, and the message in *err.
   int32_t Init(const std::string& config, std::string* err) {
-    ctx_.config_json = config;
-    host_ = MakeHost(&ctx_);
-    sdk::StringSink e;
-    int32_t code = desc_->init(&host_, &instance_, e.get());
-    *err = e.take();
-    if (code == BERTH_OK) {
-      table_ = static_cast<const berth_cgroup_driver_v1*>(
-          desc_->get_interface(instance_, BERTH_IFACE_CGROUP_DRIVER_V1));
-    }
+    int32_t code = plugin_.Init(config, BERTH_IFACE_CGROUP_DRIVER_V1, err);
+    table_ = plugin_.table();
+    instance_ = plugin_.instance();
     return code;
   }
 
-  void* lib_ = nullptr;
+  ::berth::testing::LoadedPlugin<berth_cgroup_driver_v1> plugin_;
+  ::berth::testing::FakeHostCtx& ctx_ = plugin_.ctx;
   const berth_plugin_descriptor* desc_ = nullptr;
-  FakeHostCtx ctx_;
-  berth_host host_{};
-  void* instance_ = nullptr;
   const berth_cgroup_driver_v1* table_ = nullptr;
+  void* instance_ = nullptr;
 };
 
 TEST_F(PluginTableTest, V2TreeThroughTheTable) {

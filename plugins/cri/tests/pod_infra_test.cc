@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -506,6 +507,56 @@ TEST_F(RootNetns, PinSurvivesTheCreatorAndRemoveLeavesNothingMounted) {
   EXPECT_TRUE(MountinfoLine(path).empty());
   EXPECT_EQ(MountsBelow({dir}), std::vector<std::string>{});
   EXPECT_TRUE(Netns::Remove(path).ok());  // idempotent
+}
+
+TEST_F(RootNetns, DialsIntoThePodNamespaceOnly) {
+  const std::string dir = root_ + "/netns";
+  absl::StatusOr<Netns> ns = Netns::Create(dir, "sb-dial");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  // A listener on the pod's loopback, made by a thread that entered the namespace.
+  int port = 0;
+  sdk::UniqueFd listener;
+  std::thread([&] {
+    sdk::UniqueFd nsfd(::open(ns->path().c_str(), O_RDONLY | O_CLOEXEC));
+    if (!nsfd.valid() || ::setns(nsfd.get(), CLONE_NEWNET) != 0) return;
+    sdk::UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::listen(s.get(), 4) != 0 ||
+        ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return;
+    }
+    port = ntohs(a.sin_port);
+    listener = std::move(s);
+  }).join();
+  ASSERT_GT(port, 0);
+  absl::StatusOr<sdk::UniqueFd> conn = DialInNetns(ns->path(), port);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  sdk::UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted.valid());
+  ASSERT_EQ(::write(conn->get(), "ping", 4), 4);
+  char buf[8] = {};
+  ASSERT_EQ(::read(accepted.get(), buf, sizeof(buf)), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+  // The host's loopback is another namespace: the same port there is not this listener.
+  sdk::UniqueFd host_sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(host_sock.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    EXPECT_EQ(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK), -1);
+  }
+  // Nothing listening: UNAVAILABLE; a missing namespace: an error naming it.
+  listener.Reset();
+  EXPECT_EQ(DialInNetns(ns->path(), port).status().code(), absl::StatusCode::kUnavailable);
+  absl::StatusOr<sdk::UniqueFd> gone = DialInNetns(dir + "/nope", port);
+  EXPECT_FALSE(gone.ok());
+  EXPECT_TRUE(absl::StrContains(gone.status().message(), dir + "/nope"));
+  EXPECT_EQ(DialInNetns(ns->path(), 0).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(RootNetns, DestructorRemovesAndDuplicatesAreRefused) {

@@ -111,12 +111,40 @@ typedef struct berth_snapshotter_v1 {
   int32_t (*fs_usage)(void* instance, berth_sink* usage, berth_sink* err);
 } berth_snapshotter_v1;
 
-/* ---- network: pod network set-up (CNI) ---- */
+/* ---- network: pod network set-up (CNI) ----
+ *
+ * Attachment requests (JSON), as the CRI plugin sends them for a pod sandbox:
+ *   {"sandbox_id": str, "netns": str (the pinned network namespace; may be "" or gone for
+ *    detach), "pod_name": str, "pod_namespace": str, "pod_uid": str,
+ *    "port_mappings": [{"protocol": "tcp"|"udp"|"sctp", "container_port": int,
+ *                       "host_port": int, "host_ip": str}],
+ *    "annotations": {str: str} (the sandbox's), "pod_cidr": str (from UpdateRuntimeConfig)}
+ * Attachment results (JSON):
+ *   {"ips": [str] (pod addresses without prefix length, IPv4 first), "interfaces": [...],
+ *    "dns": {"nameservers": [str], "domain": str, "search": [str], "options": [str]},
+ *    "network": str (the network's name)}
+ */
 #define BERTH_IFACE_NETWORK_V1 "berth.network.v1"
 typedef struct berth_network_v1 {
   uint32_t struct_size;
   /* ready=false with reason "NetworkPluginNotReady" when no usable network config exists. */
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
+  /* since 1.1: pod networks (docs/networking.md). */
+  /* Attaches the pod to the network inside request.netns and writes the result. On failure
+   * whatever was attached is detached again before it returns; FAILED_PRECONDITION when no
+   * usable network configuration exists. */
+  int32_t (*attach)(void* instance, berth_str request_json, berth_sink* result,
+                    berth_sink* err);
+  /* Detaches the pod, with what attach recorded (a configuration changed or removed since,
+   * or a restart, do not matter). Idempotent: OK when nothing is attached. */
+  int32_t (*detach)(void* instance, berth_str request_json, berth_sink* err);
+  /* Checks that the attachment is as attach left it (CNI CHECK); NOT_FOUND when the pod is
+   * not attached. */
+  int32_t (*check)(void* instance, berth_str request_json, berth_sink* err);
+  /* Detaches every recorded attachment whose sandbox id is not in sandbox_ids_json (a JSON
+   * array of strings), then lets the network's plugins collect what they still hold for
+   * other pods (CNI GC, for 1.1 configurations). */
+  int32_t (*gc)(void* instance, berth_str sandbox_ids_json, berth_sink* err);
 } berth_network_v1;
 
 /* ---- cgroup_driver: cgroup paths, resources and stats ---- */

@@ -489,9 +489,31 @@ const berth_snapshotter_v1* SnapshotterTable() {
 }
 
 // T: Readiness Status();
+//    Result<std::string> Attach(std::string_view request_json);  // the result JSON
+//    Status Detach(std::string_view request_json);
+//    Status Check(std::string_view request_json);
+//    Status Gc(std::string_view sandbox_ids_json);
 template <typename T>
 const berth_network_v1* NetworkTable() {
-  static const berth_network_v1 table = {sizeof(berth_network_v1), &StatusThunk<T>};
+  static const berth_network_v1 table = {
+      sizeof(berth_network_v1), &StatusThunk<T>,
+      [](void* inst, berth_str req, berth_sink* out, berth_sink* err) {
+        return Guard(err, [&] {
+          Result<std::string> r = static_cast<T*>(inst)->Attach(View(req));
+          if (!r.ok()) return r.status();
+          Write(out, *r);
+          return Status::Ok();
+        });
+      },
+      [](void* inst, berth_str req, berth_sink* err) {
+        return Guard(err, [&] { return static_cast<T*>(inst)->Detach(View(req)); });
+      },
+      [](void* inst, berth_str req, berth_sink* err) {
+        return Guard(err, [&] { return static_cast<T*>(inst)->Check(View(req)); });
+      },
+      [](void* inst, berth_str ids, berth_sink* err) {
+        return Guard(err, [&] { return static_cast<T*>(inst)->Gc(View(ids)); });
+      }};
   return &table;
 }
 
