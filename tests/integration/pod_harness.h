@@ -219,10 +219,12 @@ struct Footprint {
   std::vector<pid_t> processes;
   std::vector<std::string> veths;  // ports of the test's bridge
   std::vector<std::string> ips;    // addresses host-local holds for the test's network
+  std::vector<std::string> nat_rules;  // iptables nat rules naming the test's network
 
   bool operator==(const Footprint& o) const {
     return mounts == o.mounts && netns_pins == o.netns_pins && cgroups == o.cgroups &&
-           processes == o.processes && veths == o.veths && ips == o.ips;
+           processes == o.processes && veths == o.veths && ips == o.ips &&
+           nat_rules == o.nat_rules;
   }
 };
 
@@ -265,6 +267,8 @@ inline std::string FootprintDiff(const Footprint& before, const Footprint& after
   if (!v.empty()) out += "bridge ports:\n" + v;
   std::string i = SetDiff<std::string>(before.ips, after.ips, same);
   if (!i.empty()) out += "allocated pod IPs:\n" + i;
+  std::string r = SetDiff<std::string>(before.nat_rules, after.nat_rules, same);
+  if (!r.empty()) out += "iptables nat rules:\n" + r;
   return out;
 }
 
@@ -351,7 +355,9 @@ class PodHarness {
   const std::string& bridge() const { return bridge_; }
   const std::string& subnet() const { return subnet_; }
   const std::string& network() const { return network_; }
-  std::string Conflist(const std::string& extra_plugins = "") const {
+  // bridge + host-local, then `extra_plugins` (",{...}" entries).
+  std::string Conflist(const std::string& extra_plugins =
+                           R"(,{"type":"portmap","capabilities":{"portMappings":true}})") const {
     return R"({"cniVersion":"1.0.0","name":")" + network_ + R"(","plugins":[)"
            R"({"type":"bridge","bridge":")" + bridge_ + R"(","isGateway":true,"ipMasq":false,)"
            R"("ipam":{"type":"host-local","ranges":[[{"subnet":")" + subnet_ + R"("}]],)"
@@ -642,6 +648,13 @@ class PodHarness {
       if (n != "lock" && n.rfind("last_reserved_ip", 0) != 0) f.ips.push_back(n);
     }
     std::sort(f.ips.begin(), f.ips.end());
+    auto [code, nat] = RunCommand({"/usr/sbin/iptables-save", "-t", "nat"},
+                                  root_ / "iptables-save.log");
+    std::istringstream lines(code == 0 ? nat : "");
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(network_) != std::string::npos) f.nat_rules.push_back(line);
+    }
+    std::sort(f.nat_rules.begin(), f.nat_rules.end());
     return f;
   }
   // Polls until the footprint equals `expected`; returns the last one.

@@ -51,13 +51,7 @@ std::string NatRules() {
 
 class PodNetworkTest : public PodFixture<> {
  protected:
-  void SetUp() override {
-    StartHarness("net");
-    if (::testing::Test::IsSkipped() || HasFatalFailure()) return;
-    // The network with portmap, as the kubelet's hostPort needs.
-    WriteFile(h_->root() / "net.d" / "10-test.conflist",
-              h_->Conflist(R"(,{"type":"portmap","capabilities":{"portMappings":true}})"));
-  }
+  void SetUp() override { StartHarness("net"); }
 
   // What is on the node once a first pod came and went (the netns pin directory and the
   // test's cgroup parent stay, as on any node), berthd itself left out (it may restart).

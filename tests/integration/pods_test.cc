@@ -1065,6 +1065,11 @@ TEST_F(PodsTest, FiftyPodsComeAndGoWithoutLeavingAnythingBehind) {
   in_parallel([&](int i) {
     Pod& p = pods[i];
     p.config = h_->NewPod("many-" + std::to_string(i), i % 2 == 0 ? Network::kPod : Network::kHost);
+    if (i % 2 == 0) {  // a hostPort: portmap's iptables rules must go with the pod too
+      v1::PortMapping* pm = p.config.add_port_mappings();
+      pm->set_container_port(80);
+      pm->set_host_port(20000 + static_cast<int>(::getpid() % 20000) + i);
+    }
     grpc::Status s = h_->RunPod(p.config, &p.id);
     if (!s.ok()) return fail("RunPodSandbox " + std::to_string(i) + ": " + Describe(s));
     s = h_->RunContainer(p.id, p.config, h_->NewContainer(p.config, "c", {"sleep", "1000"}),
@@ -1082,6 +1087,9 @@ TEST_F(PodsTest, FiftyPodsComeAndGoWithoutLeavingAnythingBehind) {
       << Containers(&running).size() << " running";
   const Footprint during = h_->TakeFootprint();
   EXPECT_EQ(during.netns_pins, before.netns_pins + kPods / 2);
+  EXPECT_EQ(during.veths.size(), before.veths.size() + kPods / 2);
+  EXPECT_EQ(during.ips.size(), before.ips.size() + kPods / 2);
+  EXPECT_GT(during.nat_rules.size(), before.nat_rules.size());
 
   // Removed as the kubelet removes pods: half with StopContainer and RemoveContainer first,
   // half by StopPodSandbox and RemovePodSandbox alone.
