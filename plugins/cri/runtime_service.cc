@@ -1542,10 +1542,22 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
   absl::StatusOr<ExecSyncResult> r =
       tasks->ExecSync(rec.sandbox_id, rec.id, process->dump(), timeout_ms);
   if (!r.ok()) return ToGrpc(Prefix(r.status(), "ExecSync in " + rec.id));
+  if (r->timed_out) {
+    // What the kubelet maps to a timed-out probe; the process group is gone already. What it
+    // printed goes into the message (bounded), for the operator.
+    auto tail = [](const std::string& out) {
+      return out.size() <= 1024 ? out : "..." + out.substr(out.size() - 1024);
+    };
+    return grpc::Status(
+        grpc::StatusCode::DEADLINE_EXCEEDED,
+        absl::StrCat("ExecSync in ", rec.id, ": the command did not finish within ",
+                     req->timeout(), " s and was killed; stdout: \"",
+                     absl::CEscape(tail(r->stdout_data)), "\"; stderr: \"",
+                     absl::CEscape(tail(r->stderr_data)), "\""));
+  }
   resp->set_stdout(r->stdout_data);
   resp->set_stderr(r->stderr_data);
   resp->set_exit_code(r->exit_code);
-  if (r->timed_out && r->exit_code == 0) resp->set_exit_code(137);
   return grpc::Status::OK;
 }
 
