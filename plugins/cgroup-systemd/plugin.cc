@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// The systemd cgroup driver (transient units over D-Bus). Not applicable where systemd is
-// not the init system.
+// The systemd cgroup driver: registration only; the driver is CgroupSystemd
+// (cgroup_systemd.h, docs/cgroup-drivers.md). Not applicable where systemd is not the init
+// system.
+#include "berth/plugin.hpp"
+
 #include <filesystem>
 
-#include "berth/plugin.hpp"
+#include "absl/strings/str_cat.h"
+#include "plugins/cgroup-systemd/cgroup_systemd.h"
 #include "plugins/common/plugin_util.h"
+#include "plugins/common/status_convert.h"
 
 namespace berth::cgroup_systemd {
+
+using plugins::ToSdk;
 
 class SystemdPlugin {
  public:
   static sdk::Status Create(sdk::Host host, std::unique_ptr<SystemdPlugin>* out) {
-    auto config = plugins::LoadConfig(host, "io.berth.cgroup.systemd", {"system_dir"});
+    auto config = plugins::LoadConfig(
+        host, "io.berth.cgroup.systemd",
+        {"system_dir", "bus_address", "scope_prefix", "cgroup_root", "stop_timeout"});
     if (!config.ok()) return config.status();
     // sd_booted() checks exactly this directory; configurable for tests that boot systemd
     // in a private mount namespace.
@@ -22,7 +31,41 @@ class SystemdPlugin {
       return sdk::NotApplicable("systemd is not the init system here (no " + *dir +
                                 "); use cgroup_driver: cgroupfs");
     }
-    out->reset(new SystemdPlugin(host));
+    DriverOptions options;
+    auto bus = plugins::StringOption(host, *config, "bus_address", "");
+    if (!bus.ok()) return bus.status();
+    options.bus_address = std::move(*bus);
+    auto prefix = plugins::StringOption(host, *config, "scope_prefix", options.scope_prefix);
+    if (!prefix.ok()) return prefix.status();
+    options.scope_prefix = std::move(*prefix);
+    auto root = plugins::StringOption(host, *config, "cgroup_root", options.cgroup_root);
+    if (!root.ok()) return root.status();
+    options.cgroup_root = std::move(*root);
+    auto timeout = plugins::StringOption(host, *config, "stop_timeout", "10s");
+    if (!timeout.ok()) return timeout.status();
+    auto seconds = plugins::ParseDuration(*timeout);
+    if (!seconds.ok() || *seconds <= 0) {
+      return sdk::InvalidArgument(host.ConfigWhere("stop_timeout") + ": stop_timeout \"" +
+                                  *timeout +
+                                  "\" is not a duration of 1s or more (\"10s\", "
+                                  "\"1m\")");
+    }
+    options.stop_timeout = std::chrono::seconds(*seconds);
+
+    absl::StatusOr<CgroupSystemd> driver = CgroupSystemd::Open(std::move(options));
+    if (!driver.ok()) {
+      sdk::Status s = ToSdk(driver.status());
+      if (s.code() == BERTH_INVALID_ARGUMENT) {
+        return sdk::InvalidArgument(host.ConfigWhere("scope_prefix") + ": " + s.message());
+      }
+      return s;
+    }
+    host.Info(absl::StrCat("systemd cgroup driver: ", driver->layout().Describe(), "; D-Bus: ",
+                           driver->options().bus_address.empty()
+                               ? "the system bus, else /run/systemd/private"
+                               : driver->options().bus_address,
+                           "; scopes ", driver->options().scope_prefix, "-<id>.scope"));
+    out->reset(new SystemdPlugin(std::move(*driver)));
     return sdk::Status::Ok();
   }
 
@@ -30,23 +73,29 @@ class SystemdPlugin {
     if (iface == BERTH_IFACE_CGROUP_DRIVER_V1) return sdk::CgroupDriverTable<SystemdPlugin>();
     return nullptr;
   }
-  sdk::Readiness Status() { return sdk::Readiness::Ready(); }
+  sdk::Readiness Status() { return driver_.Readiness(); }
   std::string_view DriverName() const { return "systemd"; }
-  sdk::Result<std::string> CgroupPath(std::string_view, std::string_view) {
-    return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet");
+  sdk::Result<std::string> CgroupPath(std::string_view parent, std::string_view id) {
+    absl::StatusOr<std::string> path = driver_.CgroupPath(parent, id);
+    if (!path.ok()) return ToSdk(path.status());
+    return std::move(*path);
   }
-  sdk::Result<std::string> Stats(std::string_view) {
-    return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet");
+  sdk::Result<std::string> Stats(std::string_view cgroups_path) {
+    absl::StatusOr<cgroupfs::CgroupStats> stats = driver_.Stats(cgroups_path);
+    if (!stats.ok()) return ToSdk(stats.status());
+    return cgroupfs::StatsToJson(*stats);
   }
-  sdk::Status Remove(std::string_view) { return sdk::Status(BERTH_UNIMPLEMENTED, "the systemd cgroup driver cannot place cgroups yet"); }
+  sdk::Status Remove(std::string_view cgroups_path) { return ToSdk(driver_.Remove(cgroups_path)); }
 
  private:
-  explicit SystemdPlugin(sdk::Host host) : host_(host) {}
-  sdk::Host host_;
+  explicit SystemdPlugin(CgroupSystemd driver) : driver_(std::move(driver)) {}
+  CgroupSystemd driver_;
 };
 
 }  // namespace berth::cgroup_systemd
 
 BERTH_PLUGIN(berth::cgroup_systemd::SystemdPlugin, "io.berth.cgroup.systemd",
              BERTH_KIND_CGROUP_DRIVER, "0.1.0", "systemd cgroup driver (transient scopes)",
-             R"({"system_dir":"/run/systemd/system"})", BERTH_NO_REQUIRES)
+             R"({"system_dir":"/run/systemd/system","bus_address":"","scope_prefix":"berth",)"
+             R"("cgroup_root":"/sys/fs/cgroup","stop_timeout":"10s"})",
+             BERTH_NO_REQUIRES)
