@@ -11,10 +11,6 @@
 
 namespace berth::cri::streaming {
 
-// Sub-protocols served over SPDY, in the server's order.
-const std::vector<std::string>& RemoteCommandProtocols();  // v4, v3, v2, channel.k8s.io
-const std::vector<std::string>& PortForwardProtocols();    // portforward.k8s.io
-
 struct Route {
   std::string kind;   // "exec", "attach", "portforward"; "" when the path is none of them
   std::string token;  // the last path segment
@@ -30,11 +26,10 @@ struct Upgrade {
   std::string protocol;
   std::string response;
 };
-// §4.2: negotiate (400 without a usable X-Stream-Protocol-Version, 403 listing the server's
-// protocols when none is common; the client's order wins), then the Connection/Upgrade
-// headers (400), then the 101.
-[[nodiscard]] Upgrade CheckSpdyUpgrade(const HttpRequest& req,
-                                       const std::vector<std::string>& server_protocols);
+// §4.2, decided by DecideSpdyUpgrade (k8s_remotecommand.h) and rendered as HTTP: 400 without
+// a usable X-Stream-Protocol-Version, 403 listing the server's protocols when none is common
+// (the client's order wins), 400 without the upgrade headers, else the 101.
+[[nodiscard]] Upgrade CheckSpdyUpgrade(const HttpRequest& req, bool port_forward);
 
 // The 404 of unknown, expired, used or wrong-kind tokens and unknown paths; the 405 of other
 // methods.

@@ -36,7 +36,7 @@ TEST(UpgradeTest, The101CarriesTheClientsFirstCommonProtocol) {
                                     {"X-Stream-Protocol-Version", "v4.channel.k8s.io"},
                                     {"X-Stream-Protocol-Version", "v3.channel.k8s.io"},
                                     {"X-Stream-Protocol-Version", "channel.k8s.io"}}),
-                               RemoteCommandProtocols());
+                               false);
   ASSERT_TRUE(u.ok);
   EXPECT_EQ(u.protocol, "v4.channel.k8s.io");
   EXPECT_EQ(u.response,
@@ -46,14 +46,14 @@ TEST(UpgradeTest, The101CarriesTheClientsFirstCommonProtocol) {
   u = CheckSpdyUpgrade(Req({{"connection", "keep-alive, Upgrade"},
                             {"upgrade", "spdy/3.1"},
                             {"x-stream-protocol-version", "v2.channel.k8s.io, v4.channel.k8s.io"}}),
-                       RemoteCommandProtocols());
+                       false);
   ASSERT_TRUE(u.ok);
   EXPECT_EQ(u.protocol, "v2.channel.k8s.io");
 }
 
 TEST(UpgradeTest, NegotiationFailuresAsTheLibraryAnswers) {
   Upgrade u = CheckSpdyUpgrade(Req({{"Connection", "Upgrade"}, {"Upgrade", "SPDY/3.1"}}),
-                               RemoteCommandProtocols());
+                               false);
   EXPECT_FALSE(u.ok);
   EXPECT_THAT(u.response, HasSubstr("HTTP/1.1 400 Bad Request\r\n"));
   EXPECT_THAT(u.response, HasSubstr("X-Stream-Protocol-Version"));
@@ -61,7 +61,7 @@ TEST(UpgradeTest, NegotiationFailuresAsTheLibraryAnswers) {
   u = CheckSpdyUpgrade(Req({{"Connection", "Upgrade"},
                             {"Upgrade", "SPDY/3.1"},
                             {"X-Stream-Protocol-Version", "v4.channel.k8s.io"}}),
-                       PortForwardProtocols());
+                       true);
   EXPECT_FALSE(u.ok);
   EXPECT_THAT(u.response, HasSubstr("HTTP/1.1 403 Forbidden\r\n"));
   EXPECT_THAT(u.response, HasSubstr("X-Accepted-Stream-Protocol-Versions: portforward.k8s.io\r\n"));
@@ -70,7 +70,7 @@ TEST(UpgradeTest, NegotiationFailuresAsTheLibraryAnswers) {
 
   // Negotiated, but not an upgrade: 400 that still names the protocol.
   u = CheckSpdyUpgrade(Req({{"X-Stream-Protocol-Version", "portforward.k8s.io"}}),
-                       PortForwardProtocols());
+                       true);
   EXPECT_FALSE(u.ok);
   EXPECT_THAT(u.response, HasSubstr("HTTP/1.1 400 Bad Request\r\n"));
   EXPECT_THAT(u.response, HasSubstr("X-Stream-Protocol-Version: portforward.k8s.io\r\n"));
