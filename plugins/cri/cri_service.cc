@@ -41,8 +41,19 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                   "sandbox_image)");
     }
   }
+  // Without a choice in the configuration: systemd when its driver runs and reaches systemd
+  // (systemd is PID 1 here), else cgroupfs. The kubelet (1.28+) follows through RuntimeConfig.
   p->cgroup_driver_ = "cgroupfs";
+  std::string why_driver = "the default: no reachable systemd";
+  for (const auto& drv : host.All<berth_cgroup_driver_v1>(BERTH_IFACE_CGROUP_DRIVER_V1)) {
+    if (sdk::View(drv.table->driver_name(drv.instance)) == "systemd" &&
+        sdk::QueryStatus(drv).ready) {
+      p->cgroup_driver_ = "systemd";
+      why_driver = "the default: systemd is the init system and reachable";
+    }
+  }
   if (p->config_.contains("cgroup_driver")) {
+    why_driver = "configured";
     const auto& v = p->config_["cgroup_driver"];
     if (!v.is_string() || (v != "cgroupfs" && v != "systemd")) {
       return sdk::InvalidArgument(host.ConfigWhere("cgroup_driver") +
@@ -75,6 +86,8 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                    p->cgroup_driver_ + "\" is not available" + why);
   }
 
+  host.Info("cgroup driver: " + p->cgroup_driver_ + " (" + why_driver + ")");
+
   auto daemon = nlohmann::json::parse(host.Section("daemon").value(), nullptr, false);
   p->socket_ = daemon.value("socket", "");
   if (p->socket_.empty()) return sdk::Internal("the daemon section names no socket");
@@ -92,8 +105,23 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                      ": runtime handler \"" + name + "\": " +
                                      rt.status().message());
     }
+    // One cgroup manager for the node: a runc handler's systemd_cgroup follows the driver.
+    nlohmann::json opts = entry.contains("options") ? entry["options"] : nlohmann::json::object();
+    if (plugin_id == "io.berth.runtime.runc" && opts.is_object()) {
+      const bool systemd = p->cgroup_driver_ == "systemd";
+      if (!opts.contains("systemd_cgroup")) {
+        opts["systemd_cgroup"] = systemd;
+      } else if (opts["systemd_cgroup"].is_boolean() && opts["systemd_cgroup"] != systemd) {
+        return sdk::FailedPrecondition(
+            host.ConfigWhere(("/runtimes." + name + ".options.systemd_cgroup").c_str()) +
+            ": runtime handler \"" + name + "\" sets systemd_cgroup: " +
+            opts["systemd_cgroup"].dump() + " but berth's cgroup driver is " +
+            p->cgroup_driver_ + ": two cgroup managers would fight over the same cgroups. "
+            "Remove the option (it follows the driver) or change cgroup_driver of io.berth.cri");
+      }
+    }
     sdk::StringSink err;
-    std::string options = entry["options"].dump();
+    std::string options = opts.dump();
     int32_t code = rt->table->add_handler(rt->instance, sdk::Str(name), sdk::Str(options),
                                           err.get());
     if (code != BERTH_OK) {

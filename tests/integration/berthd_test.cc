@@ -144,6 +144,31 @@ TEST_F(BerthdTest, RuntimeNotReadyWhenTheDefaultHandlerBinaryIsMissing) {
   EXPECT_THAT(rr->message(), HasSubstr("/nonexistent/runc"));
 }
 
+TEST_F(BerthdTest, OneCgroupManager) {
+  // No driver configured: on this host (systemd is not PID 1) cgroupfs, said in the log and
+  // reported to the kubelet.
+  std::string config = BaseConfig(cni_dir_);
+  const std::string line = "    cgroup_driver: cgroupfs\n";
+  config.erase(config.find(line), line.size());
+  WriteConfig(config);
+  ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+  runtime::v1::RuntimeConfigResponse rc;
+  ASSERT_TRUE(Runtime()->RuntimeConfig(Ctx().get(), {}, &rc).ok());
+  EXPECT_EQ(rc.linux().cgroup_driver(), runtime::v1::CgroupDriver::CGROUPFS);
+  EXPECT_THAT(daemon_->Log(), HasSubstr("cgroup driver: cgroupfs (the default"));
+  daemon_->Stop();
+  // A runc handler that would manage cgroups through systemd under the cgroupfs driver is
+  // refused at start, naming the line and both fixes.
+  WriteConfig(BaseConfig(cni_dir_, "",
+                         "runtimes:\n  runc:\n    plugin: io.berth.runtime.runc\n"
+                         "    options:\n      systemd_cgroup: true\n"
+                         "default_runtime: runc\n"));
+  EXPECT_FALSE(daemon_->Start());
+  EXPECT_THAT(daemon_->Log(), HasSubstr("runtime handler \"runc\" sets systemd_cgroup: true but "
+                                        "berth's cgroup driver is cgroupfs"));
+  EXPECT_THAT(daemon_->Log(), HasSubstr("config.yaml:"));
+}
+
 TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
