@@ -684,26 +684,40 @@ void RuncRuntime::StartThread(std::function<void()> fn) {
 
 void RuncRuntime::Follow(std::shared_ptr<Sandbox> sb, std::shared_ptr<ttrpc::TaskClient> client,
                          TaskRecord t) {
-  StartThread([this, sb = std::move(sb), client = std::move(client), t = std::move(t)] {
-    task::WaitRequest req;
-    req.set_id(t.id);
-    req.set_exec_id(t.exec_id);
-    absl::StatusOr<task::WaitResponse> r = client->Wait(req, absl::InfiniteFuture());
-    if (stopping_) return;
-    if (r.ok()) {
-      std::string at = FormatTimestamp(r->exited_at());
-      RecordExit(sb, client.get(), t, r->exit_status(),
-                 at.empty() ? FormatRfc3339(absl::Now()) : at, "");
-      return;
-    }
-    if (r.status().code() == absl::StatusCode::kUnavailable && !client->connected()) {
-      HandleShimLost(sb, client);
-      return;
-    }
-    if (r.status().code() == absl::StatusCode::kNotFound) return;  // deleted meanwhile
-    host_.Warn(absl::StrCat("waiting for ", TaskName(t), " of sandbox ", t.sandbox_id, " failed: ",
-                            r.status().message(), "; its exit will be found at the next restart"));
-  });
+  // An asynchronous Wait: no thread waits while the task runs; its answer (or the loss of the
+  // connection) starts a short-lived one for the work, which may call the shim again.
+  task::WaitRequest req;
+  req.set_id(t.id);
+  req.set_exec_id(t.exec_id);
+  ttrpc::Client& conn = client->client();
+  conn.CallRawAsync(
+      ttrpc::kTaskService, "Wait", req.SerializeAsString(),
+      [this, sb = std::move(sb), client = std::move(client),
+       t = std::move(t)](absl::StatusOr<std::string> raw) mutable {
+        if (stopping_) return;
+        StartThread([this, sb = std::move(sb), client = std::move(client), t = std::move(t),
+                     raw = std::move(raw)]() mutable {
+          if (stopping_) return;
+          task::WaitResponse r;
+          if (raw.ok() && !r.ParseFromString(*raw)) {
+            raw = absl::InternalError("malformed Task/Wait response");
+          }
+          if (raw.ok()) {
+            std::string at = FormatTimestamp(r.exited_at());
+            RecordExit(sb, client.get(), t, r.exit_status(),
+                       at.empty() ? FormatRfc3339(absl::Now()) : at, "");
+            return;
+          }
+          if (raw.status().code() == absl::StatusCode::kUnavailable && !client->connected()) {
+            HandleShimLost(sb, client);
+            return;
+          }
+          if (raw.status().code() == absl::StatusCode::kNotFound) return;  // deleted meanwhile
+          host_.Warn(absl::StrCat("waiting for ", TaskName(t), " of sandbox ", t.sandbox_id,
+                                  " failed: ", raw.status().message(),
+                                  "; its exit will be found at the next restart"));
+        });
+      });
 }
 
 void RuncRuntime::RecordExit(const std::shared_ptr<Sandbox>& sb, ttrpc::TaskClient* client,

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <utility>
+#include <vector>
 
 #include "berth/ttrpc/frame.h"
 #include "io.h"
@@ -69,14 +71,25 @@ bool Client::connected() const {
 }
 
 void Client::FailAll(const absl::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (closed_.ok()) closed_ = status;
-  for (auto& [id, p] : pending_) {
-    p->done = true;
-    p->result = closed_;
-    p->cv.notify_all();
+  std::vector<Callback> callbacks;
+  absl::Status why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_.ok()) closed_ = status;
+    why = closed_;
+    for (auto& [id, p] : pending_) {
+      p->done = true;
+      p->result = closed_;
+      if (p->callback) {
+        callbacks.push_back(std::move(p->callback));
+        p->callback = nullptr;
+      } else {
+        p->cv.notify_all();
+      }
+    }
+    pending_.clear();
   }
-  pending_.clear();
+  for (Callback& cb : callbacks) cb(why);  // outside the lock: they may post work
 }
 
 void Client::ReadLoop() {
@@ -107,18 +120,29 @@ void Client::ReadLoop() {
         result = std::move(*response.mutable_payload());
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = pending_.find(stream_id);
-    if (it == pending_.end()) continue;  // the caller gave up (deadline)
-    it->second->done = true;
-    it->second->result = std::move(result);
-    it->second->cv.notify_all();
-    pending_.erase(it);
+    Callback callback;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_.find(stream_id);
+      if (it == pending_.end()) continue;  // the caller gave up (deadline)
+      std::shared_ptr<Pending> p = std::move(it->second);
+      pending_.erase(it);
+      p->done = true;
+      if (p->callback) {
+        callback = std::move(p->callback);
+        p->callback = nullptr;
+      } else {
+        p->result = std::move(result);
+        p->cv.notify_all();
+      }
+    }
+    if (callback) callback(std::move(result));  // outside the lock: it may post work
   }
 }
 
-absl::StatusOr<std::string> Client::CallRaw(std::string_view service, std::string_view method,
-                                            std::string payload, absl::Time deadline) {
+absl::Status Client::Send(std::string_view service, std::string_view method, std::string payload,
+                          absl::Time deadline, const std::shared_ptr<Pending>& pending,
+                          std::uint32_t* stream_id) {
   ::ttrpc::Request request;
   request.set_service(std::string(service));
   request.set_method(std::string(method));
@@ -136,7 +160,6 @@ absl::StatusOr<std::string> Client::CallRaw(std::string_view service, std::strin
   if (!request.SerializeToString(&frame.data)) {
     return absl::InternalError("serializing a ttrpc Request failed");
   }
-  auto pending = std::make_shared<Pending>();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!closed_.ok()) return closed_;
@@ -144,14 +167,41 @@ absl::StatusOr<std::string> Client::CallRaw(std::string_view service, std::strin
     next_stream_id_ += 2;
     pending_.emplace(frame.stream_id, pending);
   }
-  absl::Status written;
+  *stream_id = frame.stream_id;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return WriteFrame(fd_.get(), frame);
+}
+
+void Client::CallRawAsync(std::string_view service, std::string_view method, std::string payload,
+                          Callback done) {
+  auto pending = std::make_shared<Pending>();
+  pending->callback = std::move(done);
+  std::uint32_t id = 0;
+  absl::Status sent = Send(service, method, std::move(payload), absl::InfiniteFuture(), pending,
+                           &id);
+  if (sent.ok()) return;
+  Callback callback;
   {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    written = WriteFrame(fd_.get(), frame);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (id != 0) pending_.erase(id);
+    // The reader (or FailAll) may have completed it meanwhile: then it already ran.
+    if (pending->callback) {
+      callback = std::move(pending->callback);
+      pending->callback = nullptr;
+    }
   }
+  if (callback) callback(std::move(sent));
+}
+
+absl::StatusOr<std::string> Client::CallRaw(std::string_view service, std::string_view method,
+                                            std::string payload, absl::Time deadline) {
+  const absl::Time now = absl::Now();
+  auto pending = std::make_shared<Pending>();
+  std::uint32_t id = 0;
+  absl::Status written = Send(service, method, std::move(payload), deadline, pending, &id);
   std::unique_lock<std::mutex> lock(mu_);
   if (!written.ok()) {
-    pending_.erase(frame.stream_id);
+    if (id != 0) pending_.erase(id);
     if (pending->done) return pending->result;
     return written;
   }
@@ -159,7 +209,7 @@ absl::StatusOr<std::string> Client::CallRaw(std::string_view service, std::strin
     pending->cv.wait(lock, [&] { return pending->done; });
   } else if (!pending->cv.wait_until(lock, absl::ToChronoTime(deadline),
                                      [&] { return pending->done; })) {
-    pending_.erase(frame.stream_id);
+    pending_.erase(id);
     return absl::DeadlineExceededError(
         absl::StrCat("ttrpc call ", std::string(service), "/", std::string(method), " to ", name_,
                      " timed out after ", absl::FormatDuration(deadline - now)));

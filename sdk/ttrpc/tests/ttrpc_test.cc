@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -355,6 +357,54 @@ TEST_F(LoopbackTest, ClientCloseFailsPendingCalls) {
   ASSERT_TRUE(WaitForSleepers(1));
   (*client)->Close();
   caller.join();
+}
+
+// Many calls in flight without a thread each: answered on the reader thread, in any order;
+// those still pending when the connection goes fail with UNAVAILABLE, each exactly once.
+TEST_F(LoopbackTest, AsyncCallsCompleteOnceWithoutThreads) {
+  auto client = Dial();
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> answers;
+  int unavailable = 0, calls = 0;
+  auto done = [&](absl::StatusOr<std::string> r) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++calls;
+    if (r.ok()) answers.push_back(*r);
+    if (r.status().code() == absl::StatusCode::kUnavailable) ++unavailable;
+    cv.notify_all();
+  };
+  for (int i = 0; i < 20; ++i) (*client)->CallRawAsync(kService, "Echo", std::to_string(i), done);
+  (*client)->CallRawAsync(kService, "Fail", "", [&](absl::StatusOr<std::string> r) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+    done(std::move(r));
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return calls == 21; }));
+  }
+  EXPECT_EQ(answers.size(), 20u);
+  // Two long calls pending when the client closes.
+  (*client)->CallRawAsync(kService, "Sleep", "2000", done);
+  (*client)->CallRawAsync(kService, "Sleep", "2000", done);
+  ASSERT_TRUE(WaitForSleepers(2));
+  (*client)->Close();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return calls == 23; }));
+  }
+  EXPECT_EQ(unavailable, 2);
+  // After the close, a call fails at once, on the caller's thread.
+  bool called = false;
+  (*client)->CallRawAsync(kService, "Echo", "x", [&](absl::StatusOr<std::string> r) {
+    called = true;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  });
+  EXPECT_TRUE(called);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(calls, 23);  // nothing completed twice
 }
 
 TEST(ClientTest, ConnectTimesOutWhenNoServer) {

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,15 @@ class Client {
                                                     std::string_view method, std::string payload,
                                                     absl::Time deadline);
 
+  // Sends a call with no deadline and returns at once. `done` runs exactly once with the
+  // response payload or the error: on the connection's reader thread (or on the caller's
+  // when sending fails). It must return quickly and never call this client synchronously —
+  // hand the work to another thread. What a follower of long calls (Task/Wait) uses instead
+  // of a thread per call.
+  using Callback = std::function<void(absl::StatusOr<std::string>)>;
+  void CallRawAsync(std::string_view service, std::string_view method, std::string payload,
+                    Callback done);
+
   // Typed helper for protobuf (lite) messages.
   template <typename Req, typename Resp>
   [[nodiscard]] absl::StatusOr<Resp> Call(std::string_view service, std::string_view method,
@@ -75,7 +85,12 @@ class Client {
     bool done = false;
     absl::StatusOr<std::string> result;
     std::condition_variable cv;
+    Callback callback;  // asynchronous calls
   };
+  // Sends the request frame of a registered pending call (stream id in *stream_id).
+  absl::Status Send(std::string_view service, std::string_view method, std::string payload,
+                    absl::Time deadline, const std::shared_ptr<Pending>& pending,
+                    std::uint32_t* stream_id);
 
   Client(sdk::UniqueFd fd, std::string name);
   void ReadLoop();
