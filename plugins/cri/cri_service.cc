@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugins/cri/cri_service.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
@@ -18,7 +19,8 @@ namespace {
 constexpr char kDefaultSandboxImage[] = "registry.k8s.io/pause:3.10";
 
 const std::set<std::string>& KnownKeys() {
-  static const std::set<std::string> keys = {"cgroup_driver", "sandbox_image"};
+  static const std::set<std::string> keys = {"cgroup_driver", "sandbox_image", "stream_address",
+                                             "stream_port"};
   return keys;
 }
 
@@ -38,7 +40,7 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     if (KnownKeys().count(key) == 0) {
       return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
                                   "\" for plugin io.berth.cri (known keys: cgroup_driver, "
-                                  "sandbox_image)");
+                                  "sandbox_image, stream_address, stream_port)");
     }
   }
   // Without a choice in the configuration: systemd when its driver runs and reaches systemd
@@ -150,6 +152,27 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                   v.dump());
     }
     opts.sandbox_image = v.get<std::string>();
+  }
+  // The streaming server (port-forward URLs; docs/streaming.md).
+  if (p->config_.contains("stream_address")) {
+    const auto& v = p->config_["stream_address"];
+    in6_addr any;
+    if (!v.is_string() || (::inet_pton(AF_INET, v.get<std::string>().c_str(), &any) != 1 &&
+                           ::inet_pton(AF_INET6, v.get<std::string>().c_str(), &any) != 1)) {
+      return sdk::InvalidArgument(host.ConfigWhere("stream_address") +
+                                  ": key \"stream_address\": expected an IP address to bind the "
+                                  "streaming server to (e.g. 127.0.0.1), got " + v.dump());
+    }
+    opts.stream_address = v.get<std::string>();
+  }
+  if (p->config_.contains("stream_port")) {
+    const auto& v = p->config_["stream_port"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 65535) {
+      return sdk::InvalidArgument(host.ConfigWhere("stream_port") +
+                                  ": key \"stream_port\": expected a port number 0-65535 "
+                                  "(0: any free port), got " + v.dump());
+    }
+    opts.stream_port = v.get<int>();
   }
   opts.state_dir = host.StateDir();
   opts.default_handler = p->default_runtime_;

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -22,6 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "core/status_macros.h"
+#include "plugins/cri/lsm.h"
+#include "plugins/cri/seccomp_profile.h"
 #include "plugins/cri/user_lookup.h"
 
 namespace berth::cri {
@@ -806,14 +809,60 @@ void AddSandboxAnnotations(const runtime::v1::PodSandboxConfig& sandbox, const S
 
 // ---------------------------------------------------------------------------------------
 // HOOK(security-profiles): seccomp (linux.seccomp), AppArmor (process.apparmorProfile) and
-// SELinux (process.selinuxLabel, linux.mountLabel, Mount.selinux_relabel) belong to another
-// issue. This is where they plug in, for sandboxes and containers alike; today it adds
-// nothing, so every container runs without a seccomp filter and unconfined by LSMs
-// whatever the request asks.
-absl::Status ApplySecurityProfiles(const runtime::v1::SecurityProfile* /*seccomp*/,
-                                   const runtime::v1::SecurityProfile* /*apparmor*/,
-                                   const runtime::v1::SELinuxOption* /*selinux*/,
-                                   bool /*privileged*/, json* /*spec*/) {
+// SELinux (process.selinuxLabel, linux.mountLabel), for sandboxes and containers alike, from
+// the CRI fields (or their deprecated strings). The seccomp profile is built for the spec's
+// process.capabilities.bounding, so this runs last. Privileged: no seccomp filter and no LSM
+// confinement, whatever is asked.
+struct SecurityRequest {
+  const runtime::v1::SecurityProfile* seccomp = nullptr;
+  const runtime::v1::SecurityProfile* apparmor = nullptr;
+  const runtime::v1::SELinuxOption* selinux = nullptr;
+  std::string seccomp_profile_path;  // deprecated; used when seccomp is unset
+  std::string apparmor_profile;      // deprecated; used when apparmor is unset
+  bool privileged = false;
+  std::string field;  // "linux.security_context"
+};
+
+template <typename SecurityContext>
+SecurityRequest SecurityRequestOf(const SecurityContext& sc) {
+  SecurityRequest r;
+  r.seccomp = sc.has_seccomp() ? &sc.seccomp() : nullptr;
+  r.apparmor = sc.has_apparmor() ? &sc.apparmor() : nullptr;
+  r.selinux = sc.has_selinux_options() ? &sc.selinux_options() : nullptr;
+  // The deprecated strings are still part of the CRI: old kubelets send only them.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  r.seccomp_profile_path = sc.seccomp_profile_path();
+  if constexpr (std::is_same_v<SecurityContext, runtime::v1::LinuxContainerSecurityContext>) {
+    r.apparmor_profile = sc.apparmor_profile();
+  }
+#pragma GCC diagnostic pop
+  r.privileged = sc.privileged();
+  r.field = "linux.security_context";
+  return r;
+}
+
+absl::Status ApplySecurityProfiles(const SecurityRequest& req, const SpecInputs& in, json* spec) {
+  if (req.privileged) return absl::OkStatus();
+  const LsmState lsm = in.security.lsm ? *in.security.lsm : LsmSupport();
+
+  std::vector<std::string> bounding;
+  const json& caps = (*spec)["process"]["capabilities"];
+  if (caps.is_object() && caps.contains("bounding") && caps["bounding"].is_array()) {
+    for (const json& c : caps["bounding"]) {
+      if (c.is_string()) bounding.push_back(c.get<std::string>());
+    }
+  }
+  ASSIGN_OR_RETURN(json seccomp, ResolveSeccomp({req.seccomp, req.seccomp_profile_path, req.field},
+                                                bounding, in.security));
+  ASSIGN_OR_RETURN(std::string apparmor,
+                   ResolveAppArmorProfile(req.apparmor, req.apparmor_profile, req.field, lsm));
+  ASSIGN_OR_RETURN(SelinuxLabels selinux, ResolveSelinuxLabels(req.selinux, req.field, lsm));
+
+  if (!seccomp.is_null()) (*spec)["linux"]["seccomp"] = std::move(seccomp);
+  if (!apparmor.empty()) (*spec)["process"]["apparmorProfile"] = apparmor;
+  if (!selinux.process.empty()) (*spec)["process"]["selinuxLabel"] = selinux.process;
+  if (!selinux.mount.empty()) (*spec)["linux"]["mountLabel"] = selinux.mount;
   return absl::OkStatus();
 }
 
@@ -998,9 +1047,7 @@ absl::StatusOr<nlohmann::json> BuildSandboxSpec(const runtime::v1::PodSandboxCon
   if (ns.network() != runtime::v1::NODE && !sandbox.hostname().empty()) {
     spec["hostname"] = sandbox.hostname();
   }
-  RETURN_IF_ERROR(ApplySecurityProfiles(
-      sc.has_seccomp() ? &sc.seccomp() : nullptr, sc.has_apparmor() ? &sc.apparmor() : nullptr,
-      sc.has_selinux_options() ? &sc.selinux_options() : nullptr, sc.privileged(), &spec));
+  RETURN_IF_ERROR(ApplySecurityProfiles(SecurityRequestOf(sc), in, &spec));
   return spec;
 }
 
@@ -1152,9 +1199,7 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const runtime::v1::PodSandboxC
   if (ns.network() != runtime::v1::NODE && in.uts_ns_path.empty() && !sandbox.hostname().empty()) {
     spec["hostname"] = sandbox.hostname();
   }
-  RETURN_IF_ERROR(ApplySecurityProfiles(
-      sc.has_seccomp() ? &sc.seccomp() : nullptr, sc.has_apparmor() ? &sc.apparmor() : nullptr,
-      sc.has_selinux_options() ? &sc.selinux_options() : nullptr, sc.privileged(), &spec));
+  RETURN_IF_ERROR(ApplySecurityProfiles(SecurityRequestOf(sc), in, &spec));
   return spec;
 }
 

@@ -9,8 +9,11 @@
 // Features berth does not implement yet (user namespaces, image volume mounts, id-mapped
 // mounts, recursive read-only mounts on a runtime without "rro") are UNIMPLEMENTED.
 //
-// Not done here (hooks in oci_spec.cc, "HOOK(security-profiles)"): seccomp, AppArmor and
-// SELinux. The specs built here carry none of them, whatever the request asks.
+// Security profiles (the HOOK(security-profiles) step in oci_spec.cc, seccomp_profile.h,
+// lsm.h): linux.seccomp from SecurityProfile seccomp (or seccomp_profile_path),
+// process.apparmorProfile and process.selinuxLabel / linux.mountLabel when the node has the
+// LSM. They read the node (Localhost profile files, /sys for the LSMs) through
+// SpecInputs::security. Privileged sandboxes and containers get none of them.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "cri/v1/api.pb.h"
+#include "plugins/cri/lsm.h"
 
 namespace berth::cri {
 
@@ -71,6 +75,9 @@ struct SpecInputs {
   // The runtime knows the "rro" mount option (`runc features` lists it): without it a
   // Mount.recursive_read_only request is UNIMPLEMENTED rather than silently not recursive.
   bool runtime_supports_rro = false;
+  // What security profiles read from the node (LSM support, Localhost seccomp files);
+  // default-constructed = the real host.
+  SecurityEnv security;
 };
 
 // The pause container of a pod: args from the pause image, namespaces created per the

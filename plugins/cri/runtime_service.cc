@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugins/cri/runtime_service.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -10,6 +13,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -21,6 +25,8 @@
 #include "berth/mount.hpp"
 #include "core/status_macros.h"
 #include "plugins/cri/cri_service.h"
+#include "plugins/cri/netns.h"
+#include "plugins/cri/lsm.h"
 #include "plugins/cri/oci_spec.h"
 #include "plugins/cri/pod_infra.h"
 #include "plugins/cri/validate.h"
@@ -167,6 +173,18 @@ absl::Status RuntimeServiceImpl::Start() {
   std::error_code ec;
   fs::create_directories(options_.state_dir + "/bundles", ec);
   if (ec) return absl::InternalError("create " + options_.state_dir + "/bundles: " + ec.message());
+  streaming::StreamingServerOptions stream_opts;
+  stream_opts.address = options_.stream_address;
+  stream_opts.port = options_.stream_port;
+  streaming_ = std::make_unique<streaming::StreamingServer>(
+      stream_opts, [this](const std::string& sandbox_id, int port) {
+        return DialSandboxPort(sandbox_id, port);
+      });
+  if (absl::Status s = streaming_->Start(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(),
+                                               " (check stream_address and stream_port of "
+                                               "io.berth.cri: is the port taken?)"));
+  }
   // Exits are queued from now on, applied once the records are reconciled.
   if (BERTH_HAS_MEMBER(host_.raw(), berth_host, subscribe)) {
     subscription_ = host_.raw()->subscribe(
@@ -188,6 +206,8 @@ absl::Status RuntimeServiceImpl::Start() {
 }
 
 void RuntimeServiceImpl::Stop() {
+  // First: open port-forward sessions dial into sandboxes through this object.
+  if (streaming_ != nullptr) streaming_->Stop();
   if (subscription_ != 0) {
     host_.raw()->unsubscribe(host_.raw()->ctx, subscription_);
     subscription_ = 0;
@@ -530,6 +550,11 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*,
   resp->mutable_features()->set_supplemental_groups_policy(false);
   if (req->verbose()) {
     json info = plugin_->Info();
+    const LsmState lsm = LsmSupport();
+    info["securityProfiles"] = {{"seccomp", true},
+                                {"apparmor", lsm.apparmor},
+                                {"apparmorDefaultLoaded", lsm.apparmor_default_loaded},
+                                {"selinux", lsm.selinux}};
     for (auto& [key, value] : info.items()) (*resp->mutable_info())[key] = value.dump();
   }
   return grpc::Status::OK;
@@ -1504,6 +1529,73 @@ grpc::Status RuntimeServiceImpl::ReopenContainerLog(
   absl::StatusOr<TaskClient> tasks = Handler(handler);
   if (!tasks.ok()) return ToGrpc(tasks.status());
   return ToGrpc(Prefix(tasks->ReopenLog(rec.sandbox_id, rec.id), "ReopenContainerLog " + rec.id));
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming
+
+grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*,
+                                             const runtime::v1::PortForwardRequest* req,
+                                             runtime::v1::PortForwardResponse* resp) {
+  if (req->pod_sandbox_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "PortForward: pod_sandbox_id is empty");
+  }
+  std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
+  if (!sb) return NotFound("PortForward", "pod sandbox", req->pod_sandbox_id());
+  runtime::v1::PortForwardRequest stored = *req;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sb->rec.phase != SandboxPhase::kReady) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("PortForward: pod sandbox ", sb->rec.id, " is ",
+                                       PhaseName(sb->rec.phase),
+                                       ", not ready: only a ready sandbox can forward ports"));
+    }
+    stored.set_pod_sandbox_id(sb->rec.id);  // the full ID, also when a prefix was given
+  }
+  if (streaming_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "PortForward: the streaming server is not running");
+  }
+  absl::StatusOr<std::string> url = streaming_->PortForwardUrl(stored);
+  if (!url.ok()) return ToGrpc(Prefix(url.status(), "PortForward " + sb->rec.id));
+  resp->set_url(*url);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<sdk::UniqueFd> RuntimeServiceImpl::DialSandboxPort(const std::string& sandbox_id,
+                                                                  int port) {
+  std::shared_ptr<Sandbox> sb = FindSandbox(sandbox_id);
+  if (!sb) return absl::NotFoundError("pod sandbox " + sandbox_id + " is gone");
+  std::string netns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sb->rec.phase != SandboxPhase::kReady) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pod sandbox ", sandbox_id, " is ", PhaseName(sb->rec.phase)));
+    }
+    netns = sb->rec.net_ns_path;
+  }
+  if (!netns.empty()) {
+    // containerd tries tcp4 first, then tcp6 (§7.4).
+    absl::StatusOr<sdk::UniqueFd> v4 = DialInNetns(netns, port);
+    if (v4.ok() || v4.status().code() != absl::StatusCode::kUnavailable) return v4;
+    absl::StatusOr<sdk::UniqueFd> v6 = DialInNetns(netns, port, /*ipv6=*/true);
+    if (v6.ok()) return v6;
+    return v4.status();
+  }
+  // A host-network pod: its ports are the host's.
+  sdk::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return core::ErrnoToStatus(errno, "socket for port forwarding");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    return absl::UnavailableError(absl::StrCat("dial tcp 127.0.0.1:", port, ": connect: ",
+                                               std::strerror(errno)));
+  }
+  return fd;
 }
 
 grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,

@@ -28,6 +28,7 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "plugins/cri/records.h"
+#include "plugins/cri/streaming/server.h"
 #include "plugins/cri/task_client.h"
 
 namespace berth::cri {
@@ -47,6 +48,9 @@ struct RuntimeServiceOptions {
   sdk::Iface<berth_network_v1> network;
   // How long StopContainer waits for the SIGKILLed processes to be reaped.
   int kill_wait_seconds = 30;
+  // The streaming server (port-forward URLs): an IP literal to bind and a port (0: any).
+  std::string stream_address = "127.0.0.1";
+  int stream_port = 0;
 };
 
 class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
@@ -54,10 +58,12 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   RuntimeServiceImpl(CriPlugin* plugin, sdk::Host host, RuntimeServiceOptions options);
   ~RuntimeServiceImpl() override;
 
-  // Loads the records, reconciles them with the runtime plugins' tasks (completing or rolling
-  // back what a crash interrupted) and starts following task exits.
+  // Starts the streaming server, loads the records, reconciles them with the runtime plugins'
+  // tasks (completing or rolling back what a crash interrupted) and starts following task
+  // exits.
   [[nodiscard]] absl::Status Start();
-  // Ends event streams and stops following exits.
+  // Stops the streaming server (open port-forward sessions end), ends event streams and stops
+  // following exits.
   void Stop();
 
   grpc::Status Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
@@ -103,6 +109,10 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
                                   runtime::v1::ReopenContainerLogResponse*) override;
   grpc::Status ExecSync(grpc::ServerContext*, const runtime::v1::ExecSyncRequest*,
                         runtime::v1::ExecSyncResponse*) override;
+  // A URL of the streaming server for the sandbox (docs/streaming.md). Exec and Attach are
+  // not implemented yet (UNIMPLEMENTED, the generated default).
+  grpc::Status PortForward(grpc::ServerContext*, const runtime::v1::PortForwardRequest*,
+                           runtime::v1::PortForwardResponse*) override;
 
   grpc::Status ContainerStats(grpc::ServerContext*, const runtime::v1::ContainerStatsRequest*,
                               runtime::v1::ContainerStatsResponse*) override;
@@ -202,6 +212,11 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb,
                             runtime::v1::PodSandboxStats* out);
 
+  // --- streaming ---
+  // A connection to `port` of a ready sandbox: inside its network namespace (127.0.0.1,
+  // then ::1), or on the host's loopback for a host-network pod.
+  absl::StatusOr<sdk::UniqueFd> DialSandboxPort(const std::string& sandbox_id, int port);
+
   // --- exits and events ---
   void OnTaskExit(const std::string& payload);
   void ExitWorker();
@@ -237,6 +252,8 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   bool exits_paused_ = true;  // until Reconcile is done
   std::thread exit_worker_;
   uint64_t subscription_ = 0;
+
+  std::unique_ptr<streaming::StreamingServer> streaming_;
 };
 
 }  // namespace berth::cri

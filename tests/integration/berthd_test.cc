@@ -100,6 +100,11 @@ TEST_F(BerthdTest, ServesVersionStatusAndRuntimeConfig) {
     }
   }
   EXPECT_TRUE(saw_cri);
+  // What the node's LSMs allow, as the security-profile code sees it.
+  ASSERT_TRUE(st.info().count("securityProfiles"));
+  auto lsm = nlohmann::json::parse(st.info().at("securityProfiles"));
+  EXPECT_EQ(lsm["seccomp"], true);
+  EXPECT_EQ(lsm["selinux"], fs::exists("/sys/fs/selinux/enforce"));
 
   runtime::v1::RuntimeConfigResponse rc;
   ASSERT_TRUE(
@@ -172,12 +177,15 @@ TEST_F(BerthdTest, OneCgroupManager) {
 TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
-  // Streaming (its own issue) and checkpointing are not there yet.
+  // Exec and Attach (streaming) and checkpointing are not there yet; PortForward is.
   runtime::v1::ExecResponse r1;
   EXPECT_EQ(Runtime()->Exec(Ctx().get(), {}, &r1).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  runtime::v1::AttachResponse r1a;
+  EXPECT_EQ(Runtime()->Attach(Ctx().get(), {}, &r1a).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
   runtime::v1::PortForwardResponse r2;
   EXPECT_EQ(Runtime()->PortForward(Ctx().get(), {}, &r2).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+            grpc::StatusCode::INVALID_ARGUMENT);
   runtime::v1::CheckpointContainerResponse r3;
   EXPECT_EQ(Runtime()->CheckpointContainer(Ctx().get(), {}, &r3).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
@@ -189,6 +197,28 @@ TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   runtime::v1::ListContainersResponse r5;
   EXPECT_TRUE(Runtime()->ListContainers(Ctx().get(), {}, &r5).ok());
   EXPECT_EQ(r5.containers_size(), 0);
+}
+
+TEST_F(BerthdTest, StreamingServerKeys) {
+  // A fixed port: the PortForward URLs carry it.
+  const int port = FreeLoopbackPort();
+  WriteConfig(BaseConfig(cni_dir_, "    stream_address: 127.0.0.1\n    stream_port: " +
+                                       std::to_string(port) + "\n"));
+  ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+  runtime::v1::PortForwardRequest pf;
+  pf.set_pod_sandbox_id("no-such-pod");
+  runtime::v1::PortForwardResponse r;
+  EXPECT_EQ(Runtime()->PortForward(Ctx().get(), pf, &r).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  daemon_->Stop();
+  // Bad values stop berthd at start, naming the line.
+  WriteConfig(BaseConfig(cni_dir_, "    stream_port: 70000\n"));
+  EXPECT_FALSE(daemon_->Start());
+  EXPECT_THAT(daemon_->Log(), HasSubstr("key \"stream_port\": expected a port number 0-65535"));
+  EXPECT_THAT(daemon_->Log(), HasSubstr("config.yaml:"));
+  WriteConfig(BaseConfig(cni_dir_, "    stream_address: localhost\n"));
+  EXPECT_FALSE(daemon_->Start());
+  EXPECT_THAT(daemon_->Log(), HasSubstr("key \"stream_address\": expected an IP address"));
 }
 
 TEST_F(BerthdTest, SocketIsRootOnlyAndRemovedOnSigterm) {

@@ -14,6 +14,24 @@
 #include "gtest/gtest.h"
 #include "tests/integration/pod_harness.h"
 
+// gRPC status checks that print the call and the status.
+#define ASSERT_OK(expr)                                            \
+  do {                                                             \
+    grpc::Status s_ok_ = (expr);                                   \
+    ASSERT_TRUE(s_ok_.ok()) << #expr << " -> " << Describe(s_ok_); \
+  } while (0)
+#define EXPECT_OK(expr)                                            \
+  do {                                                             \
+    grpc::Status s_ok_ = (expr);                                   \
+    EXPECT_TRUE(s_ok_.ok()) << #expr << " -> " << Describe(s_ok_); \
+  } while (0)
+#define EXPECT_CODE(expr, code)                             \
+  do {                                                      \
+    grpc::Status s_code_ = (expr);                          \
+    EXPECT_EQ(s_code_.error_code(), grpc::StatusCode::code) \
+        << #expr << " -> " << Describe(s_code_);            \
+  } while (0)
+
 namespace berth::testing {
 
 template <typename Base = ::testing::Test>

@@ -11,6 +11,7 @@
 #include "berth/unique_fd.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "plugins/cri/streaming/tests/port_forward_client.h"
 #include "tests/integration/pod_fixture.h"
 
 namespace berth::testing {
@@ -140,6 +141,123 @@ TEST_F(PodNetworkTest, PodsReachEachOtherTheHostAndServeOnPodIpAndHostPort) {
   }
   EXPECT_THAT(NatRules(), ::testing::Not(HasSubstr(web_id)));
   ExpectBackTo(before);
+}
+
+// PortForward end to end: the RPC's URL on 127.0.0.1, a SPDY upgrade as client-go does it, a
+// stream pair for port 8080 of the pod (dialled inside its network namespace) and a page from
+// busybox httpd through it. Tokens are single use; unknown sandboxes are NOT_FOUND.
+TEST_F(PodNetworkTest, PortForwardReachesAPodPortThroughTheStreamingServer) {
+  v1::PodSandboxConfig web = h_->NewPod("pf-web");
+  std::string web_id;
+  ASSERT_TRUE(h_->RunPod(web, &web_id).ok()) << h_->LogTail();
+  std::string server = RunRunning(
+      web_id, web,
+      h_->NewContainer(web, "httpd",
+                       {"sh", "-c",
+                        "mkdir -p /www && echo hello-through-port-forward > /www/index.html && "
+                        "exec httpd -f -p 8080 -h /www"}));
+  ASSERT_FALSE(server.empty());
+
+  v1::PortForwardRequest req;
+  req.set_pod_sandbox_id(web_id);
+  v1::PortForwardResponse resp;
+  grpc::Status s = h_->rt().PortForward(CriContext().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  EXPECT_THAT(resp.url(), ::testing::StartsWith("http://127.0.0.1:"));
+  EXPECT_THAT(resp.url(), HasSubstr("/portforward/"));
+
+  cri::spdy::testing::PortForwardClient c;
+  ASSERT_TRUE(c.Connect(resp.url())) << resp.url();
+  const std::string head = c.Upgrade();
+  ASSERT_THAT(head, ::testing::StartsWith("HTTP/1.1 101")) << head;
+  EXPECT_THAT(head, HasSubstr("X-Stream-Protocol-Version: portforward.k8s.io"));
+  // httpd may still be starting: a refused dial comes back as text on the error stream.
+  std::string page, last_error;
+  for (int request = 0; request < 50 && page.empty(); ++request) {
+    const uint32_t data = c.OpenPair(8080, request);
+    const uint32_t error = data - 2;
+    ASSERT_TRUE(c.Send(data, "GET / HTTP/1.0\r\n\r\n"));
+    ASSERT_TRUE(c.ReadUntil(
+        [&] {
+          return (c.stream(data).fin || c.stream(data).reset) &&
+                 (c.stream(error).fin || c.stream(error).reset);
+        },
+        seconds(15)))
+        << "request " << request << ": no end of the streams";
+    last_error = c.stream(error).data;
+    if (last_error.empty()) {
+      page = c.stream(data).data;
+    } else {
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  }
+  EXPECT_THAT(page, HasSubstr("200 OK")) << last_error;
+  EXPECT_THAT(page, HasSubstr("hello-through-port-forward")) << last_error;
+  EXPECT_TRUE(c.GoAway());
+
+  // The token was used: the same URL is a 404 now.
+  cri::spdy::testing::PortForwardClient again;
+  ASSERT_TRUE(again.Connect(resp.url()));
+  EXPECT_THAT(again.Upgrade(), ::testing::StartsWith("HTTP/1.1 404"));
+
+  // A port nothing listens on: the error text names the port and the pod.
+  ASSERT_TRUE(h_->rt().PortForward(CriContext().get(), req, &resp).ok());
+  cri::spdy::testing::PortForwardClient refused;
+  ASSERT_TRUE(refused.Connect(resp.url()));
+  ASSERT_THAT(refused.Upgrade(), ::testing::StartsWith("HTTP/1.1 101"));
+  const uint32_t data = refused.OpenPair(8081, 0);
+  ASSERT_TRUE(refused.ReadUntil([&] { return refused.stream(data - 2).fin; }, seconds(15)));
+  EXPECT_THAT(refused.stream(data - 2).data,
+              HasSubstr("error forwarding port 8081 to pod " + web_id + ", uid : "));
+
+  v1::PortForwardRequest unknown;
+  unknown.set_pod_sandbox_id("no-such-sandbox");
+  s = h_->rt().PortForward(CriContext().get(), unknown, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(s);
+  s = h_->rt().PortForward(CriContext().get(), v1::PortForwardRequest(), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(s);
+
+  ASSERT_TRUE(h_->StopPod(web_id).ok());
+  s = h_->rt().PortForward(CriContext().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << Describe(s);
+  ASSERT_TRUE(h_->RemovePod(web_id).ok());
+}
+
+// A host-network pod forwards to the host's loopback.
+TEST_F(PodNetworkTest, PortForwardOfAHostNetworkPodDialsTheHostLoopback) {
+  berth::sdk::UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  std::thread host_side([&] {
+    berth::sdk::UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn.valid()) return;
+    const std::string text = "from-the-host\n";
+    (void)::write(conn.get(), text.data(), text.size());
+  });
+
+  std::string pod_id;
+  ASSERT_TRUE(h_->RunPod(h_->NewPod("pf-host", Network::kHost), &pod_id).ok()) << h_->LogTail();
+  v1::PortForwardRequest req;
+  req.set_pod_sandbox_id(pod_id);
+  v1::PortForwardResponse resp;
+  grpc::Status s = h_->rt().PortForward(CriContext().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  cri::spdy::testing::PortForwardClient c;
+  ASSERT_TRUE(c.Connect(resp.url())) << resp.url();
+  ASSERT_THAT(c.Upgrade(), ::testing::StartsWith("HTTP/1.1 101"));
+  const uint32_t data = c.OpenPair(port, 0);
+  EXPECT_TRUE(c.ReadUntil([&] { return c.stream(data).fin; }, seconds(15)));
+  EXPECT_EQ(c.stream(data).data, "from-the-host\n");
+  EXPECT_EQ(c.stream(data - 2).data, "");
+  ::shutdown(listener.get(), SHUT_RDWR);
+  host_side.join();
+  ASSERT_TRUE(h_->RemovePod(pod_id).ok());
 }
 
 TEST_F(PodNetworkTest, ARestartedBerthdStillTearsTheNetworkDown) {

@@ -36,23 +36,6 @@ using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::UnorderedElementsAre;
 
-#define ASSERT_OK(expr)                                            \
-  do {                                                             \
-    grpc::Status s_ok_ = (expr);                                   \
-    ASSERT_TRUE(s_ok_.ok()) << #expr << " -> " << Describe(s_ok_); \
-  } while (0)
-#define EXPECT_OK(expr)                                            \
-  do {                                                             \
-    grpc::Status s_ok_ = (expr);                                   \
-    EXPECT_TRUE(s_ok_.ok()) << #expr << " -> " << Describe(s_ok_); \
-  } while (0)
-#define EXPECT_CODE(expr, code)                             \
-  do {                                                      \
-    grpc::Status s_code_ = (expr);                          \
-    EXPECT_EQ(s_code_.error_code(), grpc::StatusCode::code) \
-        << #expr << " -> " << Describe(s_code_);            \
-  } while (0)
-
 constexpr char kMissingId[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 std::map<std::string, std::string> AsMap(const google::protobuf::Map<std::string, std::string>& m) {

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CRI streaming server (kubernetes-streaming.md): the HTTP listener whose URLs the
+// PortForward RPC returns, and the SPDY port-forward sessions behind them (§3, §4, §5, §7).
+//
+//   StreamingServer server(options, backend);     // backend dials a port in a pod
+//   RETURN_IF_ERROR(server.Start());
+//   ASSIGN_OR_RETURN(std::string url, server.PortForwardUrl(request));  // in the RPC
+//   ...
+//   server.Stop();   // ends open sessions (sockets shut down, pumps joined)
+//
+// Per connection: the request head (16 KiB, 10 s), the route and token (404 for an unknown
+// path or an unknown, expired, used or wrong-kind token; 405 for a method other than GET or
+// POST), the SPDY upgrade (400/403/101, upgrade.h), then the session: every client stream
+// is answered with SYN_REPLY, error and data streams are paired by requestid (30 s), each pair
+// gets a connection from the backend and bytes are pumped both ways. On a failed dial the
+// error text goes on the error stream (FIN) and the data stream is reset. The session ends
+// when the client leaves (GOAWAY or EOF), on the idle timeout or on Stop(): RST for what is
+// left, GOAWAY, close.
+//
+// Not implemented yet: exec and attach sessions (their tokens are never issued), WebSocket
+// (refused with 403 so that clients fall back to SPDY), TLS.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "berth/unique_fd.hpp"
+#include "cri/v1/api.pb.h"
+#include "plugins/cri/streaming/http.h"
+#include "plugins/cri/streaming/token_cache.h"
+
+namespace berth::cri::streaming {
+
+struct StreamingServerOptions {
+  std::string address = "127.0.0.1";  // an IP literal
+  int port = 0;                       // 0: an ephemeral port
+  absl::Duration idle_timeout = absl::Hours(4);
+  absl::Duration stream_creation_timeout = absl::Seconds(30);
+};
+
+// A connected TCP socket to `port` of the pod sandbox `sandbox_id` (its network namespace,
+// or the host's loopback for a host-network pod). The error's message is what the client
+// reads on the error stream.
+using PortForwardBackend =
+    std::function<absl::StatusOr<sdk::UniqueFd>(const std::string& sandbox_id, int port)>;
+
+class StreamingServer {
+ public:
+  StreamingServer(StreamingServerOptions options, PortForwardBackend port_forward);
+  ~StreamingServer();
+  StreamingServer(const StreamingServer&) = delete;
+  StreamingServer& operator=(const StreamingServer&) = delete;
+
+  [[nodiscard]] absl::Status Start();
+  // Closes the listener, ends every open session promptly and waits for their threads.
+  void Stop();
+
+  // Stores the request under a new token: "http://HOST:PORT/portforward/TOKEN" (an IPv6
+  // host in brackets). FAILED_PRECONDITION before Start(), RESOURCE_EXHAUSTED when too many
+  // tokens are outstanding.
+  [[nodiscard]] absl::StatusOr<std::string> PortForwardUrl(
+      const runtime::v1::PortForwardRequest& req);
+
+  // The port bound (after Start()).
+  int port() const { return http_.port(); }
+  // "http://HOST:PORT" (after Start()).
+  std::string BaseUrl() const;
+
+ private:
+  class PortForwardSession;
+
+  void HandleConnection(int fd);
+
+  const StreamingServerOptions options_;
+  const PortForwardBackend port_forward_;
+  TokenCache tokens_;
+  HttpServer http_;
+  std::atomic<bool> started_{false};
+};
+
+}  // namespace berth::cri::streaming
