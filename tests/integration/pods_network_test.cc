@@ -44,9 +44,9 @@ std::string HttpGet(const std::string& ip, int port) {
   return "";
 }
 
-std::string NatRules() {
-  auto [code, out] = RunCommand({"/usr/sbin/iptables-save", "-t", "nat"},
-                                fs::temp_directory_path() / "berth-iptables-save.log");
+// The nat table; `dir` holds the command's output file.
+std::string NatRules(const fs::path& dir) {
+  auto [code, out] = RunCommand({"/usr/sbin/iptables-save", "-t", "nat"}, dir / "nat.log");
   return code == 0 ? out : "";
 }
 
@@ -131,7 +131,7 @@ TEST_F(PodNetworkTest, PodsReachEachOtherTheHostAndServeOnPodIpAndHostPort) {
   EXPECT_EQ(HttpGet(web_ip, 8080), "hello-from-the-pod\n");
   // The hostPort, through portmap's DNAT, on an address of the host.
   EXPECT_EQ(HttpGet(Gateway(), host_port), "hello-from-the-pod\n");
-  EXPECT_THAT(NatRules(), HasSubstr(web_id));
+  EXPECT_THAT(NatRules(h_->root()), HasSubstr(web_id));
 
   for (const std::string& id : {web_id, client_id}) {
     ASSERT_TRUE(h_->StopPod(id).ok());
@@ -139,7 +139,7 @@ TEST_F(PodNetworkTest, PodsReachEachOtherTheHostAndServeOnPodIpAndHostPort) {
     EXPECT_EQ(PodIp(id), "");
     ASSERT_TRUE(h_->RemovePod(id).ok());
   }
-  EXPECT_THAT(NatRules(), ::testing::Not(HasSubstr(web_id)));
+  EXPECT_THAT(NatRules(h_->root()), ::testing::Not(HasSubstr(web_id)));
   ExpectBackTo(before);
 }
 
@@ -281,7 +281,7 @@ TEST_F(PodNetworkTest, ARestartedBerthdStillTearsTheNetworkDown) {
   EXPECT_EQ(PodIp(id), ip);  // remembered
   ASSERT_TRUE(h_->StopPod(id).ok()) << h_->LogTail();
   ASSERT_TRUE(h_->RemovePod(id).ok());
-  EXPECT_THAT(NatRules(), ::testing::Not(HasSubstr(id)));
+  EXPECT_THAT(NatRules(h_->root()), ::testing::Not(HasSubstr(id)));
   ExpectBackTo(before);
 }
 
