@@ -170,6 +170,9 @@ RuntimeServiceImpl::RuntimeServiceImpl(CriPlugin* plugin, sdk::Host host,
 RuntimeServiceImpl::~RuntimeServiceImpl() { Stop(); }
 
 absl::Status RuntimeServiceImpl::Start() {
+  // What berthd may hand to containers does not change while it runs: read it once.
+  oom_score_adj_min_ = OomScoreAdjMin();
+  host_capabilities_ = HostCapabilities();
   std::error_code ec;
   fs::create_directories(options_.state_dir + "/bundles", ec);
   if (ec) return absl::InternalError("create " + options_.state_dir + "/bundles: " + ec.message());
@@ -378,6 +381,22 @@ absl::StatusOr<RuntimeServiceImpl::ImageInfo> RuntimeServiceImpl::EnsureSandboxI
 std::string RuntimeServiceImpl::SandboxImageId() {
   std::lock_guard<std::mutex> lock(image_mu_);
   return sandbox_image_id_;
+}
+
+SpecInputs RuntimeServiceImpl::BaseSpecInputs(const std::string& sandbox_id,
+                                              const std::string& id,
+                                              const std::string& cgroups_path,
+                                              const std::string& image_name) const {
+  SpecInputs in;
+  in.sandbox_id = sandbox_id;
+  in.container_id = id;
+  in.rootfs_path = BundleDir(id) + "/rootfs";
+  in.spec_root_path = "rootfs";  // the rootfs berthd mounted in the bundle
+  in.cgroups_path = cgroups_path;
+  in.oom_score_adj_min = oom_score_adj_min_;
+  in.host_capabilities = host_capabilities_;
+  in.image_name = image_name;
+  return in;
 }
 
 absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::string& parent,
@@ -761,15 +780,7 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
   const std::string bundle = BundleDir(rec.id);
   RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), pause.chain_id, bundle + "/rootfs"));
   CrashPoint("run-sandbox:after-rootfs");
-  SpecInputs in;
-  in.sandbox_id = rec.id;
-  in.container_id = rec.id;
-  in.rootfs_path = bundle + "/rootfs";
-  in.spec_root_path = "rootfs";
-  in.cgroups_path = rec.cgroups_path;
-  in.oom_score_adj_min = OomScoreAdjMin();
-  in.host_capabilities = HostCapabilities();
-  in.image_name = options_.sandbox_image;
+  SpecInputs in = BaseSpecInputs(rec.id, rec.id, rec.cgroups_path, options_.sandbox_image);
   ApplyPodInfra(infra, &in);
   ASSIGN_OR_RETURN(json spec, BuildSandboxSpec(config, pause.config, in));
   RETURN_IF_ERROR(WriteDurable(bundle + "/config.json", spec.dump()));
@@ -1162,15 +1173,7 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
   const std::string bundle = BundleDir(rec.id);
   RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), image.chain_id, bundle + "/rootfs"));
   CrashPoint("create-container:after-rootfs");
-  SpecInputs in;
-  in.sandbox_id = sandbox.id;
-  in.container_id = rec.id;
-  in.rootfs_path = bundle + "/rootfs";
-  in.spec_root_path = "rootfs";
-  in.cgroups_path = rec.cgroups_path;
-  in.oom_score_adj_min = OomScoreAdjMin();
-  in.host_capabilities = HostCapabilities();
-  in.image_name = image.name;
+  SpecInputs in = BaseSpecInputs(sandbox.id, rec.id, rec.cgroups_path, image.name);
   in.hostname_path = sandbox.hostname_path;
   in.hosts_path = sandbox.hosts_path;
   in.resolv_conf_path = sandbox.resolv_conf_path;
@@ -1656,6 +1659,20 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
 // ---------------------------------------------------------------------------------------
 // Stats
 
+std::optional<json> RuntimeServiceImpl::CgroupStats(const std::string& cgroups_path,
+                                                    const std::string& owner) {
+  sdk::StringSink text, err;
+  int32_t code = options_.cgroups.table->stats(options_.cgroups.instance, sdk::Str(cgroups_path),
+                                               text.get(), err.get());
+  if (code != BERTH_OK) {
+    if (code != BERTH_NOT_FOUND) host_.Debug(absl::StrCat("stats of ", owner, ": ", err.str()));
+    return std::nullopt;
+  }
+  json st = json::parse(text.str(), nullptr, false);
+  if (!st.is_object()) return std::nullopt;
+  return st;
+}
+
 absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Container>& c,
                                                     runtime::v1::ContainerStats* out) {
   ContainerRecord rec;
@@ -1669,33 +1686,24 @@ absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Contai
   *out->mutable_attributes()->mutable_annotations() = rec.config.annotations();
   int64_t now = NowNanos();
   if (rec.phase == ContainerPhase::kRunning && !rec.cgroups_path.empty()) {
-    sdk::StringSink text, err;
-    int32_t code = options_.cgroups.table->stats(options_.cgroups.instance,
-                                                 sdk::Str(rec.cgroups_path), text.get(), err.get());
-    if (code == BERTH_OK) {
-      json st = json::parse(text.str(), nullptr, false);
-      if (st.is_object()) {
-        int64_t ts = st.value("timestamp_ns", now);
-        FillCpu(st, ts, out->mutable_cpu());
-        FillMemory(st, ts, out->mutable_memory());
-        if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
-          int64_t usage = st["cpu"].value("usage_ns", int64_t{0});
-          std::lock_guard<std::mutex> lock(mu_);
-          if (c->last_cpu_ns >= 0 && ts > c->last_cpu_at && usage >= c->last_cpu_ns) {
-            double cores = static_cast<double>(usage - c->last_cpu_ns) * 1e9 /
-                           static_cast<double>(ts - c->last_cpu_at);
-            out->mutable_cpu()->mutable_usage_nano_cores()->set_value(
-                static_cast<uint64_t>(cores));
-          }
-          c->last_cpu_ns = usage;
-          c->last_cpu_at = ts;
+    if (std::optional<json> read = CgroupStats(rec.cgroups_path, rec.id)) {
+      const json& st = *read;
+      int64_t ts = st.value("timestamp_ns", now);
+      FillCpu(st, ts, out->mutable_cpu());
+      FillMemory(st, ts, out->mutable_memory());
+      if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
+        int64_t usage = st["cpu"].value("usage_ns", int64_t{0});
+        std::lock_guard<std::mutex> lock(mu_);
+        if (c->last_cpu_ns >= 0 && ts > c->last_cpu_at && usage >= c->last_cpu_ns) {
+          double cores = static_cast<double>(usage - c->last_cpu_ns) * 1e9 /
+                         static_cast<double>(ts - c->last_cpu_at);
+          out->mutable_cpu()->mutable_usage_nano_cores()->set_value(
+              static_cast<uint64_t>(cores));
         }
-        if (st.contains("pids")) {
-          // CRI has no pids figure per container; the pod stats carry it.
-        }
+        c->last_cpu_ns = usage;
+        c->last_cpu_at = ts;
       }
-    } else if (code != BERTH_NOT_FOUND) {
-      host_.Debug(absl::StrCat("stats of ", rec.id, ": ", err.str()));
+      // CRI has no pids figure per container; the pod stats carry it.
     }
   }
   runtime::v1::FilesystemUsage* fsu = out->mutable_writable_layer();
@@ -1771,20 +1779,15 @@ absl::Status RuntimeServiceImpl::FillPodStats(const std::shared_ptr<Sandbox>& sb
   if (path.empty()) path = rec.cgroups_path;
   int64_t now = NowNanos();
   if (rec.phase == SandboxPhase::kReady && !path.empty()) {
-    sdk::StringSink text, err;
-    int32_t code = options_.cgroups.table->stats(options_.cgroups.instance, sdk::Str(path),
-                                                 text.get(), err.get());
-    if (code == BERTH_OK) {
-      json st = json::parse(text.str(), nullptr, false);
-      if (st.is_object()) {
-        int64_t ts = st.value("timestamp_ns", now);
-        FillCpu(st, ts, linux->mutable_cpu());
-        FillMemory(st, ts, linux->mutable_memory());
-        if (st.contains("pids") && st["pids"].contains("current")) {
-          linux->mutable_process()->set_timestamp(ts);
-          linux->mutable_process()->mutable_process_count()->set_value(
-              st["pids"].value("current", uint64_t{0}));
-        }
+    if (std::optional<json> read = CgroupStats(path, rec.id)) {
+      const json& st = *read;
+      int64_t ts = st.value("timestamp_ns", now);
+      FillCpu(st, ts, linux->mutable_cpu());
+      FillMemory(st, ts, linux->mutable_memory());
+      if (st.contains("pids") && st["pids"].contains("current")) {
+        linux->mutable_process()->set_timestamp(ts);
+        linux->mutable_process()->mutable_process_count()->set_value(
+            st["pids"].value("current", uint64_t{0}));
       }
     }
   }

@@ -27,6 +27,7 @@
 #include "berth/plugin.hpp"
 #include "cri/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "plugins/cri/oci_spec.h"
 #include "plugins/cri/records.h"
 #include "plugins/cri/streaming/server.h"
 #include "plugins/cri/task_client.h"
@@ -196,6 +197,9 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   absl::StatusOr<ImageInfo> ResolveImage(const std::string& ref);
   absl::StatusOr<ImageInfo> EnsureSandboxImage();
   std::string BundleDir(const std::string& id) const;
+  // What every spec needs: ids, the rootfs in the bundle, cgroup, host limits, image name.
+  SpecInputs BaseSpecInputs(const std::string& sandbox_id, const std::string& id,
+                            const std::string& cgroups_path, const std::string& image_name) const;
   static std::string SnapshotKey(const std::string& id);
   absl::Status MountRootfs(const std::string& key, const std::string& parent,
                            const std::string& target);
@@ -207,6 +211,10 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   void FillSandboxStatus(const Sandbox& sb, runtime::v1::PodSandboxStatus* out);
   void FillContainer(const Container& c, runtime::v1::Container* out);
   void FillContainerStatus(const Container& c, runtime::v1::ContainerStatus* out);
+  // The cgroup driver's statistics of `cgroups_path` (of `owner`, for the log); nullopt when
+  // there are none.
+  std::optional<nlohmann::json> CgroupStats(const std::string& cgroups_path,
+                                            const std::string& owner);
   absl::Status FillContainerStats(const std::shared_ptr<Container>& c,
                                   runtime::v1::ContainerStats* out);
   absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb,
@@ -236,6 +244,9 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   std::map<std::string, std::string> sandbox_names_;    // SandboxName -> id
   std::map<std::string, std::string> container_names_;  // sandbox id + "/" + name -> id
   std::string pod_cidr_;
+  // Read once at Start: the lowest oom_score_adj berthd may give and its bounding set.
+  int oom_score_adj_min_ = 0;
+  std::vector<std::string> host_capabilities_;
 
   std::mutex persist_mu_;  // orders store writes: the last write holds the latest state
 
