@@ -211,6 +211,9 @@ absl::Status StartScope(SystemdBus& bus, std::string_view slice, std::string_vie
 
   const auto deadline = std::chrono::steady_clock::now() + properties.start_timeout;
   for (;;) {
+    // Whether the job is pending is read before the unit's state: a job that finishes between
+    // the two reads then shows its outcome in the state instead of looking like a failure.
+    const bool pending = JobPending(bus, job);
     ASSIGN_OR_RETURN(std::optional<std::string> path, bus.FindUnit(unit));
     if (!path) {
       return absl::FailedPreconditionError(
@@ -220,7 +223,6 @@ absl::Status StartScope(SystemdBus& bus, std::string_view slice, std::string_vie
     }
     ASSIGN_OR_RETURN(UnitState state, bus.GetUnitState(*path, unit));
     if (state.active_state == "active") return absl::OkStatus();
-    bool pending = JobPending(bus, job);
     if (state.active_state == "failed" || (!pending && state.active_state != "activating")) {
       absl::StatusOr<std::string> result = bus.StringProperty(*path, kScopeInterface, "Result");
       return absl::FailedPreconditionError(absl::StrCat(

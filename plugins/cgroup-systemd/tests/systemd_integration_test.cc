@@ -298,7 +298,8 @@ TEST_F(SystemdIntegrationTest, RemoveNamesAProcessThatDoesNotStop) {
   ASSERT_TRUE(stubborn.ok()) << stubborn.status();
   absl::StatusOr<SystemdBus> bus = SystemdBus::Open(systemd_->bus_address());
   ASSERT_TRUE(bus.ok()) << bus.status();
-  ASSERT_TRUE(StartScope(*bus, pod_slice_, unit, stubborn->ns_pid, {}).ok());
+  absl::Status started = StartScope(*bus, pod_slice_, unit, stubborn->ns_pid, {});
+  ASSERT_TRUE(started.ok()) << started;
 
   CallResult removed = plugin.Remove(path.out);
   EXPECT_EQ(removed.code, BERTH_FAILED_PRECONDITION) << removed.err;
