@@ -153,7 +153,7 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     }
     opts.sandbox_image = v.get<std::string>();
   }
-  // The streaming server (port-forward URLs; docs/streaming.md).
+  // The streaming server (exec, attach and port-forward URLs; docs/streaming.md).
   if (p->config_.contains("stream_address")) {
     const auto& v = p->config_["stream_address"];
     in6_addr any;

@@ -29,6 +29,7 @@
 #include "plugins/cri/lsm.h"
 #include "plugins/cri/oci_spec.h"
 #include "plugins/cri/pod_infra.h"
+#include "plugins/cri/stream_process.h"
 #include "plugins/cri/validate.h"
 
 namespace berth::cri {
@@ -176,13 +177,18 @@ absl::Status RuntimeServiceImpl::Start() {
   std::error_code ec;
   fs::create_directories(options_.state_dir + "/bundles", ec);
   if (ec) return absl::InternalError("create " + options_.state_dir + "/bundles: " + ec.message());
+  // FIFOs of exec sessions that ended with the previous berthd.
+  fs::remove_all(options_.state_dir + "/exec", ec);
   streaming::StreamingServerOptions stream_opts;
   stream_opts.address = options_.stream_address;
   stream_opts.port = options_.stream_port;
   streaming_ = std::make_unique<streaming::StreamingServer>(
-      stream_opts, [this](const std::string& sandbox_id, int port) {
+      stream_opts,
+      [this](const std::string& sandbox_id, int port) {
         return DialSandboxPort(sandbox_id, port);
-      });
+      },
+      [this](const runtime::v1::ExecRequest& req) { return StartStreamedExec(req); },
+      [this](const runtime::v1::AttachRequest& req) { return StartStreamedAttach(req); });
   if (absl::Status s = streaming_->Start(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(s.message(),
                                                " (check stream_address and stream_port of "
@@ -1537,6 +1543,184 @@ grpc::Status RuntimeServiceImpl::ReopenContainerLog(
 // ---------------------------------------------------------------------------------------
 // Streaming
 
+namespace {
+
+// The checks the streaming library makes before a token is issued (kubernetes-streaming.md
+// §2.1), in its words.
+grpc::Status CheckStdioFlags(const char* rpc, bool tty, bool in, bool out, bool err) {
+  if (tty && err) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(rpc, ": tty and stderr cannot both be true"));
+  }
+  if (!in && !out && !err) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(rpc, ": one of stdin, stdout, or stderr must be set"));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest* req,
+                                      runtime::v1::ExecResponse* resp) {
+  if (req->container_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Exec: container_id is empty");
+  }
+  if (req->cmd().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Exec: cmd is empty");
+  }
+  if (grpc::Status s = CheckStdioFlags("Exec", req->tty(), req->stdin(), req->stdout(),
+                                       req->stderr());
+      !s.ok()) {
+    return s;
+  }
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) return NotFound("Exec", "container", req->container_id());
+  auto [rec, handler] = Current(c);
+  if (rec.phase != ContainerPhase::kRunning) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("Exec: container ", rec.id, " is ", PhaseName(rec.phase),
+                                     ", not running"));
+  }
+  if (streaming_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "Exec: the streaming server is not running");
+  }
+  runtime::v1::ExecRequest stored = *req;
+  stored.set_container_id(rec.id);  // the full ID, also when a prefix was given
+  absl::StatusOr<std::string> url = streaming_->ExecUrl(stored);
+  if (!url.ok()) return ToGrpc(Prefix(url.status(), "Exec in " + rec.id));
+  resp->set_url(*url);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*,
+                                        const runtime::v1::AttachRequest* req,
+                                        runtime::v1::AttachResponse* resp) {
+  if (req->container_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Attach: container_id is empty");
+  }
+  if (grpc::Status s = CheckStdioFlags("Attach", req->tty(), req->stdin(), req->stdout(),
+                                       req->stderr());
+      !s.ok()) {
+    return s;
+  }
+  std::shared_ptr<Container> c = FindContainer(req->container_id());
+  if (!c) return NotFound("Attach", "container", req->container_id());
+  auto [rec, handler] = Current(c);
+  if (rec.phase != ContainerPhase::kRunning) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("Attach: container ", rec.id, " is ", PhaseName(rec.phase),
+                                     ", not running"));
+  }
+  if (req->tty() != rec.config.tty()) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("Attach: tty is ", req->tty() ? "true" : "false", " but container ", rec.id,
+                     " was created with tty ", rec.config.tty() ? "true" : "false",
+                     " (attach must match the container's terminal)"));
+  }
+  if (streaming_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "Attach: the streaming server is not running");
+  }
+  runtime::v1::AttachRequest stored = *req;
+  stored.set_container_id(rec.id);
+  absl::StatusOr<std::string> url = streaming_->AttachUrl(stored);
+  if (!url.ok()) return ToGrpc(Prefix(url.status(), "Attach to " + rec.id));
+  resp->set_url(*url);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> RuntimeServiceImpl::StartStreamedExec(
+    const runtime::v1::ExecRequest& req) {
+  std::shared_ptr<Container> c = FindContainer(req.container_id());
+  if (!c) return absl::NotFoundError("container " + req.container_id() + " does not exist");
+  auto [rec, handler] = Current(c);
+  if (rec.phase != ContainerPhase::kRunning) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", rec.id, " is ", PhaseName(rec.phase), ", not running"));
+  }
+  ASSIGN_OR_RETURN(std::string spec_text, ReadWhole(BundleDir(rec.id) + "/config.json"));
+  json spec = json::parse(spec_text, nullptr, false);
+  std::vector<std::string> cmd(req.cmd().begin(), req.cmd().end());
+  ASSIGN_OR_RETURN(json process, BuildExecProcess(spec, cmd, req.tty()));
+  if (req.tty()) {
+    // As containerd does for a terminal exec: a TERM unless the container sets one.
+    json& env = process["env"];
+    if (!env.is_array()) env = json::array();
+    bool has_term = false;
+    for (const json& e : env) {
+      if (e.is_string() && absl::StartsWith(e.get<std::string>(), "TERM=")) has_term = true;
+    }
+    if (!has_term) env.push_back("TERM=xterm");
+  }
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (!tasks.ok()) return tasks.status();
+  ExecStart start(std::move(*tasks));
+  start.sandbox_id = rec.sandbox_id;
+  start.container_id = rec.id;
+  start.exec_id = NewId().substr(0, 32);
+  start.fifo_dir = options_.state_dir + "/exec";
+  start.process_json = process.dump();
+  start.tty = req.tty();
+  start.stdin = req.stdin();
+  start.stdout = req.stdout();
+  start.stderr = req.stderr();
+  start.exit = std::make_shared<ExecExit>();
+  const std::string key = rec.id + "/" + start.exec_id;
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_[key] = start.exit;
+  }
+  start.forget = [this, key] {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_.erase(key);
+  };
+  return StartExecProcess(std::move(start));
+}
+
+absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>>
+RuntimeServiceImpl::StartStreamedAttach(const runtime::v1::AttachRequest& req) {
+  std::shared_ptr<Container> c = FindContainer(req.container_id());
+  if (!c) return absl::NotFoundError("container " + req.container_id() + " does not exist");
+  auto [rec, handler] = Current(c);
+  if (rec.phase != ContainerPhase::kRunning) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", rec.id, " is ", PhaseName(rec.phase), ", not running"));
+  }
+  absl::StatusOr<TaskClient> tasks = Handler(handler);
+  if (!tasks.ok()) return tasks.status();
+  AttachStart start(std::move(*tasks));
+  start.sandbox_id = rec.sandbox_id;
+  start.container_id = rec.id;
+  start.stdin = req.stdin() && rec.config.stdin();
+  start.stdout = req.stdout();
+  start.stderr = req.stderr();
+  start.stdin_once = rec.config.stdin_once();
+  return StartAttachProcess(std::move(start));
+}
+
+void RuntimeServiceImpl::ApplyExecExit(const std::string& sandbox_id, const std::string& id,
+                                       const std::string& exec_id, uint32_t status) {
+  std::shared_ptr<ExecExit> exit;
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    auto it = exec_exits_.find(id + "/" + exec_id);
+    if (it == exec_exits_.end()) return;
+    exit = it->second;
+  }
+  if (!exit->Set(static_cast<int>(status))) return;
+  // Its session is gone: nobody else deletes the exec from the shim.
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_.erase(id + "/" + exec_id);
+  }
+  std::shared_ptr<Container> c = FindContainer(id);
+  if (!c) return;  // removed: the shim deleted its execs with it
+  absl::StatusOr<TaskClient> tasks = Handler(Current(c).second);
+  if (tasks.ok()) (void)tasks->Delete(sandbox_id, id, exec_id);
+}
+
 grpc::Status RuntimeServiceImpl::PortForward(grpc::ServerContext*,
                                              const runtime::v1::PortForwardRequest* req,
                                              runtime::v1::PortForwardResponse* resp) {
@@ -1928,10 +2112,14 @@ void RuntimeServiceImpl::ExitWorker() {
 }
 
 void RuntimeServiceImpl::ApplyExit(const json& ev) {
-  if (!ev.value("exec_id", "").empty()) return;  // exec exits are ExecSync's business
   const std::string id = ev.value("id", "");
   const std::string sandbox_id = ev.value("sandbox_id", "");
   const uint32_t status = ev.value("exit_status", 0u);
+  if (const std::string exec_id = ev.value("exec_id", ""); !exec_id.empty()) {
+    // Execs of streaming sessions; ExecSync waits for its own.
+    ApplyExecExit(sandbox_id, id, exec_id, status);
+    return;
+  }
   const std::string reason = ev.value("reason", "");
   int64_t at = ParseTimeNanos(ev.value("exited_at", ""));
   if (at == 0) at = NowNanos();

@@ -29,6 +29,7 @@
 #include "nlohmann/json.hpp"
 #include "plugins/cri/oci_spec.h"
 #include "plugins/cri/records.h"
+#include "plugins/cri/stream_process.h"
 #include "plugins/cri/streaming/server.h"
 #include "plugins/cri/task_client.h"
 
@@ -49,7 +50,7 @@ struct RuntimeServiceOptions {
   sdk::Iface<berth_network_v1> network;
   // How long StopContainer waits for the SIGKILLed processes to be reaped.
   int kill_wait_seconds = 30;
-  // The streaming server (port-forward URLs): an IP literal to bind and a port (0: any).
+  // The streaming server (exec, attach and port-forward URLs): an IP literal to bind and a port (0: any).
   std::string stream_address = "127.0.0.1";
   int stream_port = 0;
 };
@@ -110,8 +111,12 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
                                   runtime::v1::ReopenContainerLogResponse*) override;
   grpc::Status ExecSync(grpc::ServerContext*, const runtime::v1::ExecSyncRequest*,
                         runtime::v1::ExecSyncResponse*) override;
-  // A URL of the streaming server for the sandbox (docs/streaming.md). Exec and Attach are
-  // not implemented yet (UNIMPLEMENTED, the generated default).
+  // URLs of the streaming server (docs/streaming.md) for a running container / a ready
+  // sandbox.
+  grpc::Status Exec(grpc::ServerContext*, const runtime::v1::ExecRequest*,
+                    runtime::v1::ExecResponse*) override;
+  grpc::Status Attach(grpc::ServerContext*, const runtime::v1::AttachRequest*,
+                      runtime::v1::AttachResponse*) override;
   grpc::Status PortForward(grpc::ServerContext*, const runtime::v1::PortForwardRequest*,
                            runtime::v1::PortForwardResponse*) override;
 
@@ -224,6 +229,14 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   // A connection to `port` of a ready sandbox: inside its network namespace (127.0.0.1,
   // then ::1), or on the host's loopback for a host-network pod.
   absl::StatusOr<sdk::UniqueFd> DialSandboxPort(const std::string& sandbox_id, int port);
+  // The processes behind exec and attach URLs (stream_process.h).
+  absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartStreamedExec(
+      const runtime::v1::ExecRequest& req);
+  absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartStreamedAttach(
+      const runtime::v1::AttachRequest& req);
+  // An exec's exit event: wakes its session, or deletes the exec if the session is gone.
+  void ApplyExecExit(const std::string& sandbox_id, const std::string& id,
+                     const std::string& exec_id, uint32_t status);
 
   // --- exits and events ---
   void OnTaskExit(const std::string& payload);
@@ -265,6 +278,10 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   uint64_t subscription_ = 0;
 
   std::unique_ptr<streaming::StreamingServer> streaming_;
+
+  // Execs of streaming sessions: "<container id>/<exec id>" -> its exit.
+  std::mutex exec_mu_;
+  std::map<std::string, std::shared_ptr<ExecExit>> exec_exits_;
 };
 
 }  // namespace berth::cri

@@ -53,9 +53,11 @@ absl::StatusOr<uint32_t> TaskClient::Create(const std::string& sandbox_id, const
   return resp.pid();
 }
 
-absl::StatusOr<uint32_t> TaskClient::Start(const std::string& sandbox_id, const std::string& id) {
+absl::StatusOr<uint32_t> TaskClient::Start(const std::string& sandbox_id, const std::string& id,
+                                           const std::string& exec_id) {
   containerd::task::v2::StartRequest req;
   req.set_id(id);
+  req.set_exec_id(exec_id);
   ASSIGN_OR_RETURN(std::string bytes, Call(sandbox_id, kTask, "Start", req.SerializeAsString()));
   ASSIGN_OR_RETURN(auto resp, Parse<containerd::task::v2::StartResponse>(bytes, "Start"));
   return resp.pid();
@@ -70,10 +72,59 @@ absl::Status TaskClient::Kill(const std::string& sandbox_id, const std::string& 
   return Call(sandbox_id, kTask, "Kill", req.SerializeAsString()).status();
 }
 
-absl::Status TaskClient::Delete(const std::string& sandbox_id, const std::string& id) {
+absl::Status TaskClient::Delete(const std::string& sandbox_id, const std::string& id,
+                                const std::string& exec_id) {
   containerd::task::v2::DeleteRequest req;
   req.set_id(id);
+  req.set_exec_id(exec_id);
   return Call(sandbox_id, kTask, "Delete", req.SerializeAsString()).status();
+}
+
+absl::Status TaskClient::Exec(const std::string& sandbox_id, const ExecTask& t) {
+  containerd::task::v2::ExecProcessRequest req;
+  req.set_id(t.id);
+  req.set_exec_id(t.exec_id);
+  req.set_terminal(t.terminal);
+  req.set_stdin(t.stdin_uri);
+  req.set_stdout(t.stdout_uri);
+  req.set_stderr(t.stderr_uri);
+  req.mutable_spec()->set_type_url("types.containerd.io/opencontainers/runtime-spec/1/Process");
+  req.mutable_spec()->set_value(t.process_json);
+  return Call(sandbox_id, kTask, "Exec", req.SerializeAsString()).status();
+}
+
+absl::Status TaskClient::ResizePty(const std::string& sandbox_id, const std::string& id,
+                                   const std::string& exec_id, uint32_t width, uint32_t height) {
+  containerd::task::v2::ResizePtyRequest req;
+  req.set_id(id);
+  req.set_exec_id(exec_id);
+  req.set_width(width);
+  req.set_height(height);
+  return Call(sandbox_id, kTask, "ResizePty", req.SerializeAsString()).status();
+}
+
+absl::Status TaskClient::CloseStdin(const std::string& sandbox_id, const std::string& id,
+                                    const std::string& exec_id) {
+  containerd::task::v2::CloseIORequest req;
+  req.set_id(id);
+  req.set_exec_id(exec_id);
+  req.set_stdin(true);
+  return Call(sandbox_id, kTask, "CloseIO", req.SerializeAsString()).status();
+}
+
+absl::StatusOr<AttachPoint> TaskClient::Attach(const std::string& sandbox_id,
+                                               const std::string& id,
+                                               const std::string& exec_id) {
+  berth::shim::v1::AttachRequest req;
+  req.set_id(id);
+  req.set_exec_id(exec_id);
+  ASSIGN_OR_RETURN(std::string bytes, Call(sandbox_id, kShim, "Attach", req.SerializeAsString()));
+  ASSIGN_OR_RETURN(auto resp, Parse<berth::shim::v1::AttachResponse>(bytes, "Attach"));
+  AttachPoint point;
+  point.address = resp.address();
+  point.terminal = resp.terminal();
+  point.stdin = resp.stdin();
+  return point;
 }
 
 absl::Status TaskClient::Update(const std::string& sandbox_id, const std::string& id,

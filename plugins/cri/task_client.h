@@ -20,6 +20,21 @@ struct CreateTask {
   std::string stdin_uri, stdout_uri, stderr_uri;
 };
 
+// A process started in a running container (shim v2 Task/Exec).
+struct ExecTask {
+  std::string id, exec_id;
+  bool terminal = false;
+  std::string stdin_uri, stdout_uri, stderr_uri;
+  std::string process_json;  // OCI process
+};
+
+// Where to attach to a process's stdio (berth.shim.v1.Shim/Attach, docs/shim.md §5).
+struct AttachPoint {
+  std::string address;  // unix:///path
+  bool terminal = false;
+  bool stdin = false;
+};
+
 struct ExecSyncResult {
   int32_t exit_code = 0;
   std::string stdout_data, stderr_data;
@@ -42,12 +57,24 @@ class TaskClient {
   // Starts (or finds) the pod's shim and creates the task; returns its pid.
   [[nodiscard]] absl::StatusOr<uint32_t> Create(const std::string& sandbox_id,
                                                 const CreateTask& task);
+  // exec_id empty: the container's init process.
   [[nodiscard]] absl::StatusOr<uint32_t> Start(const std::string& sandbox_id,
-                                               const std::string& id);
+                                               const std::string& id,
+                                               const std::string& exec_id = "");
+  [[nodiscard]] absl::Status Exec(const std::string& sandbox_id, const ExecTask& task);
+  [[nodiscard]] absl::Status ResizePty(const std::string& sandbox_id, const std::string& id,
+                                       const std::string& exec_id, uint32_t width,
+                                       uint32_t height);
+  [[nodiscard]] absl::Status CloseStdin(const std::string& sandbox_id, const std::string& id,
+                                        const std::string& exec_id);
+  [[nodiscard]] absl::StatusOr<AttachPoint> Attach(const std::string& sandbox_id,
+                                                   const std::string& id,
+                                                   const std::string& exec_id);
   [[nodiscard]] absl::Status Kill(const std::string& sandbox_id, const std::string& id, int signal,
                                   bool all);
   // NOT_FOUND when the runtime does not know the task.
-  [[nodiscard]] absl::Status Delete(const std::string& sandbox_id, const std::string& id);
+  [[nodiscard]] absl::Status Delete(const std::string& sandbox_id, const std::string& id,
+                                    const std::string& exec_id = "");
   // resources: OCI LinuxResources JSON.
   [[nodiscard]] absl::Status Update(const std::string& sandbox_id, const std::string& id,
                                     const std::string& resources_json);

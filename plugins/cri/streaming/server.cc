@@ -26,6 +26,8 @@ namespace {
 constexpr size_t kMaxRequestHead = 16 * 1024;
 constexpr absl::Duration kRequestHeadTimeout = absl::Seconds(10);
 constexpr char kPortForwardKind[] = "portforward";
+constexpr char kExecKind[] = "exec";
+constexpr char kAttachKind[] = "attach";
 
 bool IsWebSocketUpgrade(const HttpRequest& req) {
   return absl::EqualsIgnoreCase(req.Header("Upgrade"), "websocket");
@@ -363,8 +365,12 @@ class StreamingServer::PortForwardSession {
   bool broken_ = false;   // a socket write failed
 };
 
-StreamingServer::StreamingServer(StreamingServerOptions options, PortForwardBackend port_forward)
-    : options_(std::move(options)), port_forward_(std::move(port_forward)) {}
+StreamingServer::StreamingServer(StreamingServerOptions options, PortForwardBackend port_forward,
+                                 ExecBackend exec, AttachBackend attach)
+    : options_(std::move(options)),
+      port_forward_(std::move(port_forward)),
+      exec_(std::move(exec)),
+      attach_(std::move(attach)) {}
 
 StreamingServer::~StreamingServer() { Stop(); }
 
@@ -373,7 +379,7 @@ absl::Status StreamingServer::Start() {
       http_.Start(options_.address, options_.port, [this](int fd) { HandleConnection(fd); });
   if (!s.ok()) {
     return absl::Status(s.code(),
-                        absl::StrCat("streaming server (port-forward URLs): ", s.message()));
+                        absl::StrCat("streaming server (exec, attach and port-forward URLs): ", s.message()));
   }
   started_ = true;
   return absl::OkStatus();
@@ -390,14 +396,30 @@ std::string StreamingServer::BaseUrl() const {
                       http_.port());
 }
 
-absl::StatusOr<std::string> StreamingServer::PortForwardUrl(
-    const runtime::v1::PortForwardRequest& req) {
+absl::StatusOr<std::string> StreamingServer::Url(const char* kind, const std::string& payload) {
   if (!started_) {
     return absl::FailedPreconditionError("the streaming server is not running");
   }
-  absl::StatusOr<std::string> token = tokens_.Insert(kPortForwardKind, req.SerializeAsString());
+  absl::StatusOr<std::string> token = tokens_.Insert(kind, payload);
   if (!token.ok()) return token.status();
-  return absl::StrCat(BaseUrl(), "/", kPortForwardKind, "/", *token);
+  return absl::StrCat(BaseUrl(), "/", kind, "/", *token);
+}
+
+absl::StatusOr<std::string> StreamingServer::PortForwardUrl(
+    const runtime::v1::PortForwardRequest& req) {
+  return Url(kPortForwardKind, req.SerializeAsString());
+}
+
+absl::StatusOr<std::string> StreamingServer::ExecUrl(const runtime::v1::ExecRequest& req) {
+  if (!exec_) return absl::FailedPreconditionError("this streaming server does not serve exec");
+  return Url(kExecKind, req.SerializeAsString());
+}
+
+absl::StatusOr<std::string> StreamingServer::AttachUrl(const runtime::v1::AttachRequest& req) {
+  if (!attach_) {
+    return absl::FailedPreconditionError("this streaming server does not serve attach");
+  }
+  return Url(kAttachKind, req.SerializeAsString());
 }
 
 void StreamingServer::HandleConnection(int fd) {
@@ -423,10 +445,39 @@ void StreamingServer::HandleConnection(int fd) {
     (void)WriteAll(fd, MethodNotAllowedResponse());
     return;
   }
-  // Exec and attach tokens are never issued yet: their lookups find nothing (404).
   std::optional<std::string> payload = tokens_.Consume(route.kind, route.token);
+  if (!payload.has_value()) {
+    (void)WriteAll(fd, NotFoundResponse());
+    return;
+  }
+  if (route.kind != kPortForwardKind) {
+    RemoteCommandRequest rc;
+    rc.attach = route.kind == kAttachKind;
+    const bool parsed = rc.attach ? rc.attach_request.ParseFromString(*payload)
+                                  : rc.exec.ParseFromString(*payload);
+    if (!parsed) {
+      (void)WriteAll(fd, NotFoundResponse());
+      return;
+    }
+    if (IsWebSocketUpgrade(*req)) {
+      // TODO(streaming): WebSocket exec/attach (§9.2). Refused as containerd does.
+      (void)WriteAll(fd, HttpResponse(403, {}));
+      return;
+    }
+    const Upgrade upgrade = CheckSpdyUpgrade(*req, /*port_forward=*/false);
+    if (!WriteAll(fd, upgrade.response) || !upgrade.ok) return;
+    std::optional<RemoteCommandProtocol> protocol = ParseRemoteCommandProtocol(upgrade.protocol);
+    absl::StatusOr<spdy::ServerSession> session = spdy::ServerSession::Create();
+    if (!protocol.has_value() || !session.ok()) return;
+    RemoteCommandOptions options;
+    options.idle_timeout = options_.idle_timeout;
+    options.stream_creation_timeout = options_.stream_creation_timeout;
+    RunRemoteCommandSession(fd, *std::move(session), *protocol, std::move(rc), options, exec_,
+                            attach_, std::move(rest));
+    return;
+  }
   runtime::v1::PortForwardRequest pf;
-  if (!payload.has_value() || route.kind != kPortForwardKind || !pf.ParseFromString(*payload)) {
+  if (!pf.ParseFromString(*payload)) {
     (void)WriteAll(fd, NotFoundResponse());
     return;
   }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CRI streaming server (kubernetes-streaming.md): the HTTP listener whose URLs the
-// PortForward RPC returns, and the SPDY port-forward sessions behind them (§3, §4, §5, §7).
+// Exec, Attach and PortForward RPCs return, and the SPDY sessions behind them (§3-§7).
 //
 //   StreamingServer server(options, backend);     // backend dials a port in a pod
 //   RETURN_IF_ERROR(server.Start());
@@ -17,8 +17,10 @@
 // when the client leaves (GOAWAY or EOF), on the idle timeout or on Stop(): RST for what is
 // left, GOAWAY, close.
 //
-// Not implemented yet: exec and attach sessions (their tokens are never issued), WebSocket
-// (refused with 403 so that clients fall back to SPDY), TLS.
+// Exec and attach URLs lead to the sessions of remote_command.h (v1-v4 of the remote
+// command protocol).
+//
+// Not implemented yet: WebSocket (refused with 403 so that clients fall back to SPDY), TLS.
 #pragma once
 
 #include <atomic>
@@ -32,6 +34,7 @@
 #include "berth/unique_fd.hpp"
 #include "cri/v1/api.pb.h"
 #include "plugins/cri/streaming/http.h"
+#include "plugins/cri/streaming/remote_command.h"
 #include "plugins/cri/streaming/token_cache.h"
 
 namespace berth::cri::streaming {
@@ -51,7 +54,9 @@ using PortForwardBackend =
 
 class StreamingServer {
  public:
-  StreamingServer(StreamingServerOptions options, PortForwardBackend port_forward);
+  // Without exec/attach backends, Exec/AttachUrl fail with FAILED_PRECONDITION.
+  StreamingServer(StreamingServerOptions options, PortForwardBackend port_forward,
+                  ExecBackend exec = nullptr, AttachBackend attach = nullptr);
   ~StreamingServer();
   StreamingServer(const StreamingServer&) = delete;
   StreamingServer& operator=(const StreamingServer&) = delete;
@@ -65,6 +70,10 @@ class StreamingServer {
   // tokens are outstanding.
   [[nodiscard]] absl::StatusOr<std::string> PortForwardUrl(
       const runtime::v1::PortForwardRequest& req);
+  // The same for "/exec/TOKEN" and "/attach/TOKEN"; the request is stored as given (the
+  // caller has validated it and resolved the container ID).
+  [[nodiscard]] absl::StatusOr<std::string> ExecUrl(const runtime::v1::ExecRequest& req);
+  [[nodiscard]] absl::StatusOr<std::string> AttachUrl(const runtime::v1::AttachRequest& req);
 
   // The port bound (after Start()).
   int port() const { return http_.port(); }
@@ -77,7 +86,11 @@ class StreamingServer {
   void HandleConnection(int fd);
 
   const StreamingServerOptions options_;
+  absl::StatusOr<std::string> Url(const char* kind, const std::string& payload);
+
   const PortForwardBackend port_forward_;
+  const ExecBackend exec_;
+  const AttachBackend attach_;
   TokenCache tokens_;
   HttpServer http_;
   std::atomic<bool> started_{false};

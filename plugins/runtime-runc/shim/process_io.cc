@@ -109,6 +109,7 @@ struct ProcessIo::Sink {
   bool fifo = false;
   std::string queued;
   bool watching = false;
+  bool source_done = false;  // its pump reached EOF: close the FIFO once `queued` is written
 };
 
 struct ProcessIo::OutPump {
@@ -371,6 +372,12 @@ void ProcessIo::PumpEof(OutPump* pump) {
     absl::Status s = pump->sink->cri->Close();
     if (!s.ok()) LogLine(absl::StrCat("log of ", name_, ": ", s.message()));
   }
+  if (pump->sink != nullptr && pump->sink->fifo) {
+    // The FIFO's reader sees EOF after the last byte (an exec's client knows the output is
+    // complete without waiting for Delete).
+    pump->sink->source_done = true;
+    FlushSink(pump->sink);
+  }
   MaybeDrained();
 }
 
@@ -411,6 +418,7 @@ void ProcessIo::Deliver(OutPump* pump, std::string_view chunk) {
 }
 
 void ProcessIo::FlushSink(Sink* sink) {
+  if (!sink->fd.valid()) return;
   while (!sink->queued.empty()) {
     ssize_t n = ::write(sink->fd.get(), sink->queued.data(), sink->queued.size());
     if (n < 0 && errno == EINTR) continue;
@@ -432,6 +440,11 @@ void ProcessIo::FlushSink(Sink* sink) {
   } else if (!want_out && sink->watching) {
     loop_->Unwatch(sink->fd.get());
     sink->watching = false;
+  }
+  if (sink->source_done && sink->queued.empty()) {
+    if (sink->watching) loop_->Unwatch(sink->fd.get());
+    sink->watching = false;
+    sink->fd.Reset();
   }
   size_t queued = 0;
   for (auto& s : sinks_) queued += s->queued.size();

@@ -109,6 +109,15 @@ class PortForwardClient {
     return id;
   }
 
+  // Opens an exec/attach stream (only a streamtype header, as client-go's remotecommand
+  // package does); its ID.
+  uint32_t OpenTyped(const std::string& type) {
+    const uint32_t id = next_id_;
+    next_id_ += 2;
+    Write(client_.SynStream(id, {{"streamtype", type}}));
+    return id;
+  }
+
   bool Send(uint32_t stream, absl::string_view data) { return Write(client_.Data(stream, data)); }
   bool Fin(uint32_t stream) { return Write(client_.Fin(stream)); }
   bool Rst(uint32_t stream) { return Write(client_.Rst(stream)); }

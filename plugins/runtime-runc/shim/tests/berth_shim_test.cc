@@ -901,18 +901,22 @@ TEST_F(ShimTest, FifoStdinAndStdout) {
   auto waited = Wait(c, "fifo", "", absl::Seconds(20));
   ASSERT_TRUE(waited.ok()) << waited.status();
   EXPECT_EQ(waited->exit_status(), 0u);
+  // The output FIFO ends (EOF) once everything was written, before any Delete: a reader
+  // knows the output is complete.
   std::string got;
+  bool eof = false;
   char buf[256];
   const absl::Time until = absl::Now() + absl::Seconds(5);
-  while (got.size() < 9 && absl::Now() < until) {
+  while (!eof && absl::Now() < until) {
+    pollfd p{out_fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
     ssize_t n = ::read(out_fd, buf, sizeof(buf));
-    if (n > 0)
-      got.append(buf, static_cast<size_t>(n));
-    else
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    if (n == 0) eof = true;
   }
   ::close(out_fd);
   EXPECT_EQ(got, "abc\ndone\n");
+  EXPECT_TRUE(eof) << "the shim keeps the output FIFO open after the process ended";
 }
 
 TEST_F(ShimTest, SurvivesParentDeath) {

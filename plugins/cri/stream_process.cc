@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "plugins/cri/stream_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace berth::cri {
+namespace {
+
+using streaming::StreamedProcess;
+using streaming::StreamType;
+using streaming::TerminalSize;
+
+constexpr size_t kReadChunk = 32 * 1024;
+// After the exit, output that stays open (a background child holds it) is relayed while it
+// keeps coming; a pause this long ends the session.
+constexpr int kDrainAfterExitMs = 1000;
+
+absl::Status Errno(int err, const std::string& what) {
+  return absl::Status(err == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kInternal,
+                      absl::StrCat(what, ": ", std::strerror(err)));
+}
+
+// Writes all of `data` to a non-blocking fd, waiting for room; gives up when `stop_fd` or
+// `exit_fd` (if >= 0) becomes readable.
+absl::Status WriteWaiting(int fd, std::string_view data, int stop_fd, int exit_fd,
+                          const char* what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return Errno(errno, what);
+    std::array<pollfd, 3> p = {pollfd{fd, POLLOUT, 0}, pollfd{stop_fd, POLLIN, 0},
+                               pollfd{exit_fd, POLLIN, 0}};
+    const int count = exit_fd >= 0 ? 3 : 2;
+    if (::poll(p.data(), count, -1) < 0 && errno != EINTR) return Errno(errno, what);
+    if (p[1].revents != 0) return absl::CancelledError(absl::StrCat(what, ": detached"));
+    if (count == 3 && p[2].revents != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": the process exited"));
+    }
+    if ((p[0].revents & (POLLERR | POLLHUP)) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": closed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+sdk::UniqueFd NewEventFd() { return sdk::UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); }
+
+void Signal(int event_fd) {
+  const uint64_t one = 1;
+  (void)!::write(event_fd, &one, sizeof(one));
+}
+
+// ---------------------------------------------------------------------------------------
+
+class ExecProcess final : public StreamedProcess {
+ public:
+  explicit ExecProcess(ExecStart start) : s_(std::move(start)), detach_(NewEventFd()) {}
+
+  ~ExecProcess() override {
+    Detach();
+    for (auto* fd : {&stdin_, &stdout_, &stderr_}) fd->Reset();
+    RemoveFifos();
+    if (started_ && s_.exit->Abandon()) {
+      // The process is gone: the session was the last one to care about the exec.
+      (void)s_.tasks.Delete(s_.sandbox_id, s_.container_id, s_.exec_id);
+      if (s_.forget) s_.forget();
+    } else if (!started_ && s_.forget) {
+      s_.forget();
+    }
+    // Otherwise the exit event deletes it (runtime_service.cc).
+  }
+
+  absl::Status Start() {
+    if (!detach_.valid()) return Errno(errno, "eventfd");
+    if (::mkdir(s_.fifo_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Errno(errno, "create " + s_.fifo_dir);
+    }
+    ExecTask task;
+    task.id = s_.container_id;
+    task.exec_id = s_.exec_id;
+    task.terminal = s_.tty;
+    task.process_json = s_.process_json;
+    if (s_.stdin) {
+      ASSIGN_OR_RETURN(task.stdin_uri, MakeFifo("stdin", O_RDWR, &stdin_));
+    }
+    if (s_.stdout) {
+      ASSIGN_OR_RETURN(task.stdout_uri, MakeFifo("stdout", O_RDONLY, &stdout_));
+    }
+    if (s_.stderr && !s_.tty) {
+      ASSIGN_OR_RETURN(task.stderr_uri, MakeFifo("stderr", O_RDONLY, &stderr_));
+    }
+    RETURN_IF_ERROR(s_.tasks.Exec(s_.sandbox_id, task));
+    absl::StatusOr<uint32_t> pid = s_.tasks.Start(s_.sandbox_id, s_.container_id, s_.exec_id);
+    if (!pid.ok()) {
+      (void)s_.tasks.Delete(s_.sandbox_id, s_.container_id, s_.exec_id);
+      return pid.status();
+    }
+    started_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<Chunk>> Read() override {
+    for (;;) {
+      if (detached_) return std::nullopt;
+      if (!stdout_.valid() && !stderr_.valid()) return std::nullopt;
+      std::vector<pollfd> p;
+      p.push_back({detach_.get(), POLLIN, 0});
+      if (stdout_.valid()) p.push_back({stdout_.get(), POLLIN, 0});
+      if (stderr_.valid()) p.push_back({stderr_.get(), POLLIN, 0});
+      const bool exited = s_.exit->status().has_value();
+      if (!exited) p.push_back({s_.exit->event_fd(), POLLIN, 0});
+      const int r = ::poll(p.data(), p.size(), exited ? kDrainAfterExitMs : -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Errno(errno, "poll the exec's output");
+      if (r == 0) return std::nullopt;  // exited, and the output went quiet
+      if (p[0].revents != 0) return std::nullopt;
+      for (size_t i = 1; i < p.size(); ++i) {
+        if (p[i].revents == 0 || p[i].fd == s_.exit->event_fd()) continue;
+        const bool is_out = stdout_.valid() && p[i].fd == stdout_.get();
+        sdk::UniqueFd& fd = is_out ? stdout_ : stderr_;
+        std::string data(kReadChunk, '\0');
+        const ssize_t n = ::read(fd.get(), data.data(), data.size());
+        if (n > 0) {
+          data.resize(static_cast<size_t>(n));
+          return Chunk{is_out ? StreamType::kStdout : StreamType::kStderr, std::move(data)};
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) fd.Reset();  // EOF: the shim closed it
+      }
+    }
+  }
+
+  absl::StatusOr<int> Wait() override {
+    std::optional<int> status = s_.exit->WaitFor([this] { return detached_.load(); });
+    if (!status.has_value()) return absl::CancelledError("detached");
+    return *status;
+  }
+
+  absl::Status WriteStdin(absl::string_view data) override {
+    if (!stdin_.valid()) return absl::FailedPreconditionError("stdin is closed");
+    return WriteWaiting(stdin_.get(), std::string_view(data.data(), data.size()), detach_.get(), s_.exit->event_fd(), "exec stdin");
+  }
+
+  void CloseStdin() override {
+    if (!s_.stdin || stdin_closed_) return;
+    stdin_closed_ = true;
+    stdin_.Reset();  // the shim's read end sees EOF
+    if (!s_.exit->status().has_value()) {
+      (void)s_.tasks.CloseStdin(s_.sandbox_id, s_.container_id, s_.exec_id);
+    }
+  }
+
+  void Resize(TerminalSize size) override {
+    if (!s_.tty) return;
+    (void)s_.tasks.ResizePty(s_.sandbox_id, s_.container_id, s_.exec_id, size.width,
+                             size.height);
+  }
+
+  void Detach() override {
+    if (detached_.exchange(true)) return;
+    if (detach_.valid()) Signal(detach_.get());
+    s_.exit->Notify();
+  }
+
+ private:
+  // Makes <dir>/<exec id>.<name> and opens our end of it; returns the URI for the shim.
+  absl::StatusOr<std::string> MakeFifo(const char* name, int mode, sdk::UniqueFd* fd) {
+    std::string path = absl::StrCat(s_.fifo_dir, "/", s_.exec_id, ".", name);
+    if (::mkfifo(path.c_str(), 0600) != 0) return Errno(errno, "mkfifo " + path);
+    fifos_.push_back(path);
+    // Non-blocking: neither end waits for the other. A read end reports no hang-up before a
+    // writer has come and gone, so the output is not mistaken for finished before the shim
+    // opened it.
+    fd->Reset(::open(path.c_str(), mode | O_NONBLOCK | O_CLOEXEC));
+    if (!fd->valid()) return Errno(errno, "open " + path);
+    return absl::StrCat("fifo://", path);
+  }
+
+  void RemoveFifos() {
+    for (const std::string& path : fifos_) ::unlink(path.c_str());
+    fifos_.clear();
+  }
+
+  ExecStart s_;
+  sdk::UniqueFd detach_;
+  std::atomic<bool> detached_{false};
+  bool started_ = false;
+  bool stdin_closed_ = false;
+  sdk::UniqueFd stdin_, stdout_, stderr_;
+  std::vector<std::string> fifos_;
+};
+
+// ---------------------------------------------------------------------------------------
+
+enum AttachFrame : uint8_t {
+  kFrameStdin = 1,
+  kFrameStdout = 2,
+  kFrameStderr = 3,
+  kFrameResize = 4,
+  kFrameCloseStdin = 5,
+  kFrameExit = 6,
+};
+
+class AttachProcess final : public StreamedProcess {
+ public:
+  explicit AttachProcess(AttachStart start) : s_(std::move(start)), detach_(NewEventFd()) {}
+
+  absl::Status Connect() {
+    if (!detach_.valid()) return Errno(errno, "eventfd");
+    ASSIGN_OR_RETURN(AttachPoint point, s_.tasks.Attach(s_.sandbox_id, s_.container_id, ""));
+    std::string path = point.address;
+    if (absl::StartsWith(path, "unix://")) path = path.substr(7);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(sun.sun_path)) {
+      return absl::InternalError("the shim's attach address is unusable: " + point.address);
+    }
+    std::memcpy(sun.sun_path, path.data(), path.size());
+    sock_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!sock_.valid() ||
+        ::connect(sock_.get(), reinterpret_cast<sockaddr*>(&sun), sizeof(sun)) != 0) {
+      return Errno(errno, "connect to the shim's attach socket " + path);
+    }
+    process_stdin_ = point.stdin;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<Chunk>> Read() override {
+    for (;;) {
+      if (ended_ || detached_) return std::nullopt;
+      // A whole frame in the buffer?
+      if (in_.size() >= 5) {
+        const auto* h = reinterpret_cast<const unsigned char*>(in_.data());
+        const size_t len = (size_t{h[1]} << 24) | (size_t{h[2]} << 16) | (size_t{h[3]} << 8) | h[4];
+        if (len > (16u << 20)) return absl::InternalError("attach frame too large");
+        if (in_.size() >= 5 + len) {
+          const uint8_t type = h[0];
+          std::string payload = in_.substr(5, len);
+          in_.erase(0, 5 + len);
+          if (type == kFrameExit) {
+            ended_ = true;
+            return std::nullopt;
+          }
+          if (type == kFrameStdout && s_.stdout) {
+            return Chunk{StreamType::kStdout, std::move(payload)};
+          }
+          if (type == kFrameStderr && s_.stderr) {
+            return Chunk{StreamType::kStderr, std::move(payload)};
+          }
+          continue;
+        }
+      }
+      std::array<pollfd, 2> p = {pollfd{sock_.get(), POLLIN, 0}, pollfd{detach_.get(), POLLIN, 0}};
+      if (::poll(p.data(), p.size(), -1) < 0) {
+        if (errno == EINTR) continue;
+        return Errno(errno, "poll the attach socket");
+      }
+      if (p[1].revents != 0) return std::nullopt;
+      char buffer[kReadChunk];
+      const ssize_t n = ::read(sock_.get(), buffer, sizeof(buffer));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ended_ = true;  // the shim closed it (the container is gone)
+        return std::nullopt;
+      }
+      in_.append(buffer, static_cast<size_t>(n));
+    }
+  }
+
+  absl::StatusOr<int> Wait() override {
+    if (detached_) return absl::CancelledError("detached");
+    return 0;
+  }
+
+  absl::Status WriteStdin(absl::string_view data) override {
+    if (!process_stdin_ || !s_.stdin) return absl::OkStatus();  // the container has no stdin
+    while (!data.empty()) {
+      const size_t len = std::min<size_t>(data.size(), 64 * 1024);
+      RETURN_IF_ERROR(SendFrame(kFrameStdin, std::string_view(data.data(), len)));
+      data.remove_prefix(len);
+    }
+    return absl::OkStatus();
+  }
+
+  void CloseStdin() override {
+    // Only a stdin_once container loses its stdin with the client's; others keep it open
+    // for the next attach.
+    if (process_stdin_ && s_.stdin && s_.stdin_once) (void)SendFrame(kFrameCloseStdin, "");
+  }
+
+  void Resize(TerminalSize size) override {
+    const char payload[4] = {static_cast<char>(size.width >> 8), static_cast<char>(size.width),
+                             static_cast<char>(size.height >> 8), static_cast<char>(size.height)};
+    (void)SendFrame(kFrameResize, std::string_view(payload, 4));
+  }
+
+  void Detach() override {
+    if (detached_.exchange(true)) return;
+    if (detach_.valid()) Signal(detach_.get());
+  }
+
+ private:
+  absl::Status SendFrame(uint8_t type, std::string_view payload) {
+    std::string frame(5, '\0');
+    frame[0] = static_cast<char>(type);
+    const uint32_t len = static_cast<uint32_t>(payload.size());
+    frame[1] = static_cast<char>(len >> 24);
+    frame[2] = static_cast<char>(len >> 16);
+    frame[3] = static_cast<char>(len >> 8);
+    frame[4] = static_cast<char>(len);
+    frame.append(payload);
+    std::lock_guard<std::mutex> lock(write_mu_);
+    const char* data = frame.data();
+    size_t left = frame.size();
+    while (left > 0) {
+      const ssize_t n = ::send(sock_.get(), data, left, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Errno(errno, "write to the attach socket");
+      data += n;
+      left -= static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+  AttachStart s_;
+  sdk::UniqueFd detach_;
+  sdk::UniqueFd sock_;
+  std::mutex write_mu_;
+  std::string in_;
+  bool process_stdin_ = false;
+  bool ended_ = false;
+  std::atomic<bool> detached_{false};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+ExecExit::ExecExit() : event_(NewEventFd()) {}
+
+bool ExecExit::Set(int exit_status) {
+  bool abandoned;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (status_.has_value()) return false;
+    status_ = exit_status;
+    abandoned = abandoned_;
+  }
+  if (event_.valid()) Signal(event_.get());
+  cv_.notify_all();
+  return abandoned;
+}
+
+bool ExecExit::Abandon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  abandoned_ = true;
+  return status_.has_value();
+}
+
+void ExecExit::Notify() {
+  { std::lock_guard<std::mutex> lock(mu_); }  // a waiter is either blocked or sees the flag
+  cv_.notify_all();
+}
+
+std::optional<int> ExecExit::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+std::optional<int> ExecExit::WaitFor(const std::function<bool()>& cancelled) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return status_.has_value() || cancelled(); });
+  return status_;
+}
+
+absl::StatusOr<std::unique_ptr<StreamedProcess>> StartExecProcess(ExecStart start) {
+  auto process = std::make_unique<ExecProcess>(std::move(start));
+  RETURN_IF_ERROR(process->Start());
+  return process;
+}
+
+absl::StatusOr<std::unique_ptr<StreamedProcess>> StartAttachProcess(AttachStart start) {
+  auto process = std::make_unique<AttachProcess>(std::move(start));
+  RETURN_IF_ERROR(process->Connect());
+  return process;
+}
+
+}  // namespace berth::cri
