@@ -319,8 +319,12 @@ class Session {
   void EndLocked(const ExecStatus& status) {
     if (ending_) return;
     ending_ = true;
-    for (uint32_t id : {stdout_stream_, stderr_stream_}) {
-      if (id != 0 && session_.IsStreamOpen(id)) (void)session_.CloseStream(id);
+    // Unrequested output streams are left to the reset below, like the other unused ones.
+    if (stdout_stream_ != 0 && !unrequested_stdout_ && session_.IsStreamOpen(stdout_stream_)) {
+      (void)session_.CloseStream(stdout_stream_);
+    }
+    if (stderr_stream_ != 0 && !unrequested_stderr_ && session_.IsStreamOpen(stderr_stream_)) {
+      (void)session_.CloseStream(stderr_stream_);
     }
     absl::StatusOr<std::string> payload =
         ErrorStreamPayload(status, protocol_, options_.status_flavor);
