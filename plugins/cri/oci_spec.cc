@@ -5,10 +5,13 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
-#include <fstream>
 #include <cerrno>
+#include <climits>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -23,6 +26,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "core/status_macros.h"
+#include "plugins/common/mountinfo.h"
+#include "plugins/cri/cdi.h"
 #include "plugins/cri/lsm.h"
 #include "plugins/cri/seccomp_profile.h"
 #include "plugins/cri/user_lookup.h"
@@ -341,13 +346,51 @@ json Namespace(const char* type, const std::string& path = "") {
   return ns;
 }
 
-absl::Status RefuseUserNamespaces(const runtime::v1::NamespaceOption& opt) {
-  if (opt.has_userns_options() && opt.userns_options().mode() != runtime::v1::NODE) {
-    return absl::UnimplementedError(
-        "linux.security_context.namespace_options.userns_options: user namespaces are not "
-        "supported by berth yet (the runtime handler does not announce them)");
+// User namespaces. NODE (the kubelet's hostUsers: true) is the host's user namespace. POD
+// (hostUsers: false) asks for a user namespace with the kubelet's id mappings, which berth
+// cannot give correctly yet: the rootfs would have to be id-mapped (the overlay snapshotter
+// mounts layers owned by host uid 0, which a mapped root sees as the overflow id 65534 and
+// cannot write), and runc 1.1 cannot id-map the pod's volume mounts (runc >= 1.2 can). The
+// mappings are checked first, so a malformed request is INVALID_ARGUMENT either way.
+absl::Status CheckUserNamespace(const runtime::v1::NamespaceOption& opt) {
+  if (!opt.has_userns_options()) return absl::OkStatus();
+  const runtime::v1::UserNamespace& u = opt.userns_options();
+  const std::string f = "linux.security_context.namespace_options.userns_options";
+  if (u.mode() == runtime::v1::NODE) {
+    if (u.uids_size() > 0 || u.gids_size() > 0) {
+      return Invalid(f, "mode NODE (the host's user namespace) takes no uids or gids mappings");
+    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  if (u.mode() != runtime::v1::POD) {
+    return Invalid(f + ".mode", absl::StrCat(runtime::v1::NamespaceMode_Name(u.mode()),
+                                             " is not a user namespace mode (NODE or POD)"));
+  }
+  for (const auto& [list, name] :
+       {std::pair<const google::protobuf::RepeatedPtrField<runtime::v1::IDMapping>*, const char*>{
+            &u.uids(), "uids"},
+        {&u.gids(), "gids"}}) {
+    if (list->empty()) {
+      return Invalid(absl::StrCat(f, ".", name),
+                     "mode POD needs id mappings (the kubelet allocates them)");
+    }
+    for (int i = 0; i < list->size(); ++i) {
+      const runtime::v1::IDMapping& m = (*list)[i];
+      const std::string mf = absl::StrCat(f, ".", name, "[", i, "]");
+      if (m.length() == 0) return Invalid(mf + ".length", "0 (a mapping maps at least one id)");
+      if (uint64_t{m.host_id()} + m.length() > (uint64_t{1} << 32) ||
+          uint64_t{m.container_id()} + m.length() > (uint64_t{1} << 32)) {
+        return Invalid(mf, "the range goes past the last id 4294967295");
+      }
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      f,
+      ": mode POD (a user namespace, the pod's hostUsers: false) is not supported by this "
+      "node: berth cannot id-map the container rootfs (the image layers are owned by host "
+      "uid 0 and would show as 65534 to a mapped root) and runc 1.1 cannot id-map volume "
+      "mounts (runc >= 1.2 can). The runtime handler says user_namespaces: false in Status; "
+      "run the pod with hostUsers: true"));
 }
 
 // The namespaces a sandbox and its containers treat alike: network (with uts), ipc, a
@@ -366,7 +409,7 @@ void AppendSharedNamespaces(const runtime::v1::NamespaceOption& opt, const SpecI
 absl::StatusOr<json> SandboxNamespaces(const runtime::v1::NamespaceOption& opt,
                                        const SpecInputs& in) {
   json out = json::array();
-  RETURN_IF_ERROR(RefuseUserNamespaces(opt));
+  RETURN_IF_ERROR(CheckUserNamespace(opt));
   if (opt.pid() != runtime::v1::NODE) out.push_back(Namespace("pid", in.pid_ns_path));
   AppendSharedNamespaces(opt, in, &out);
   return out;
@@ -376,7 +419,7 @@ absl::StatusOr<json> ContainerNamespaces(const runtime::v1::NamespaceOption& opt
                                          const SpecInputs& in) {
   const std::string field = "linux.security_context.namespace_options";
   json out = json::array();
-  RETURN_IF_ERROR(RefuseUserNamespaces(opt));
+  RETURN_IF_ERROR(CheckUserNamespace(opt));
   switch (opt.pid()) {
     case runtime::v1::NODE:
       break;
@@ -514,6 +557,75 @@ absl::StatusOr<std::string> PropagationOption(runtime::v1::MountPropagation p,
   }
 }
 
+// The mount under which `path` (resolved) lies, from `mountinfo_path`: the mount point and the
+// optional fields ("shared:3 master:1"). Stacked mounts: the last, i.e. the top one.
+struct HoldingMount {
+  std::string mount_point;
+  std::string propagation;
+};
+
+absl::StatusOr<HoldingMount> MountHolding(const std::string& path,
+                                          const std::string& mountinfo_path) {
+  std::ifstream f(mountinfo_path);
+  if (!f) {
+    return absl::InternalError(
+        absl::StrCat("cannot read ", mountinfo_path, ": ", ErrnoText(errno)));
+  }
+  HoldingMount best;
+  bool found = false;
+  std::string line;
+  while (std::getline(f, line)) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() < 7) continue;
+    const std::string mp =
+        plugins::UnescapeMountinfo(std::string_view(fields[4].data(), fields[4].size()));
+    const bool under = mp == "/" || path == mp || absl::StartsWith(path, mp + "/");
+    if (!under || (found && mp.size() < best.mount_point.size())) continue;
+    std::vector<absl::string_view> optional;
+    for (size_t i = 6; i < fields.size() && fields[i] != "-"; ++i) optional.push_back(fields[i]);
+    best = {mp, absl::StrJoin(optional, " ")};
+    found = true;
+  }
+  if (!found) return absl::InternalError(absl::StrCat("no mount holds ", path));
+  return best;
+}
+
+// Propagation between the node and the container happens only through a peer group: a
+// BIDIRECTIONAL source must be on a shared mount, a HOST_TO_CONTAINER one on a shared or slave
+// mount. Otherwise the request would silently not propagate.
+absl::Status CheckPropagationSource(const std::string& src, runtime::v1::MountPropagation p,
+                                    const std::string& field, const SpecInputs& in) {
+  if (p != runtime::v1::PROPAGATION_BIDIRECTIONAL &&
+      p != runtime::v1::PROPAGATION_HOST_TO_CONTAINER) {
+    return absl::OkStatus();
+  }
+  char resolved[PATH_MAX];
+  if (::realpath(src.c_str(), resolved) == nullptr) {
+    return InvalidValue(field, src, ErrnoText(errno));
+  }
+  ASSIGN_OR_RETURN(HoldingMount m, MountHolding(resolved, in.mountinfo_path));
+  const bool shared = absl::StrContains(m.propagation, "shared:");
+  const bool slave = absl::StrContains(m.propagation, "master:");
+  const std::string where = absl::StrCat(field, " \"", src, "\"",
+                                         src == resolved ? "" : absl::StrCat(" (", resolved, ")"),
+                                         " is on the mount ", m.mount_point, ", which is ");
+  if (p == runtime::v1::PROPAGATION_BIDIRECTIONAL && !shared) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where,
+        "not shared: PROPAGATION_BIDIRECTIONAL needs a shared mount to propagate mounts "
+        "back to the node (make it one: mount --make-rshared ",
+        m.mount_point, ")"));
+  }
+  if (!shared && !slave) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where,
+        "neither shared nor slave: PROPAGATION_HOST_TO_CONTAINER would see no mount made "
+        "on the node later (make it shared: mount --make-rshared ",
+        m.mount_point, ")"));
+  }
+  return absl::OkStatus();
+}
+
 // The CRI mounts, validated, with their clean destinations; `rootfs_propagation` becomes
 // "rshared" or "rslave" when a mount needs it (otherwise it stays empty).
 absl::StatusOr<std::vector<MountEntry>> CriMounts(const runtime::v1::ContainerConfig& config,
@@ -551,6 +663,7 @@ absl::StatusOr<std::vector<MountEntry>> CriMounts(const runtime::v1::ContainerCo
     }
     ASSIGN_OR_RETURN(std::string propagation,
                      PropagationOption(m.propagation(), f + ".propagation"));
+    RETURN_IF_ERROR(CheckPropagationSource(src, m.propagation(), f + ".host_path", in));
     std::vector<std::string> options = {"rbind", propagation, m.readonly() ? "ro" : "rw"};
     if (m.recursive_read_only()) {
       if (!m.readonly()) {
@@ -673,6 +786,43 @@ absl::Status AddDevices(const runtime::v1::ContainerConfig& config, json* linux_
         {{"allow", true}, {"type", type}, {"major", major}, {"minor", minor}, {"access", access}});
   }
   return absl::OkStatus();
+}
+
+// The node's device nodes under `dir` for a privileged container, at the same paths under
+// /dev (containerd's HostDevices): character and block devices, recursively, but not the
+// directories pts, shm, fd, mqueue, .lxc, .lxd-mounts, .udev, nor console; symlinks are not
+// followed. Sorted by path; `skip` are container paths the request maps itself.
+void AddHostDevices(const std::string& dir, const std::string& container_dir,
+                    const std::set<std::string>& skip, json* out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  static const std::set<std::string> kSkipDirs = {"pts",  "shm",         "fd",   "mqueue",
+                                                  ".lxc", ".lxd-mounts", ".udev"};
+  for (const std::string& name : names) {
+    const std::string host = absl::StrCat(dir, "/", name);
+    const std::string dest = absl::StrCat(container_dir, "/", name);
+    struct stat st {};
+    if (::lstat(host.c_str(), &st) != 0) continue;  // gone meanwhile
+    if (S_ISDIR(st.st_mode)) {
+      if (kSkipDirs.count(name) == 0) AddHostDevices(host, dest, skip, out);
+      continue;
+    }
+    if (name == "console" || (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))) continue;
+    if (skip.count(dest) > 0) continue;
+    out->push_back({{"path", dest},
+                    {"type", S_ISCHR(st.st_mode) ? "c" : "b"},
+                    {"major", static_cast<int64_t>(::major(st.st_rdev))},
+                    {"minor", static_cast<int64_t>(::minor(st.st_rdev))},
+                    {"fileMode", st.st_mode & 07777},
+                    {"uid", st.st_uid},
+                    {"gid", st.st_gid}});
+  }
 }
 
 // "0-3,5,7-8"
@@ -1035,6 +1185,18 @@ absl::StatusOr<nlohmann::json> BuildSandboxSpec(const runtime::v1::PodSandboxCon
   annotations[absl::StrCat(kAnnotationPrefix, "container-type")] = "sandbox";
   AddSandboxAnnotations(sandbox, in, &annotations);
   annotations[absl::StrCat(kAnnotationPrefix, "sandbox-log-directory")] = sandbox.log_directory();
+  // The pod's resources, for runtimes that size a sandbox (VMs), under containerd's names.
+  // The pod cgroup itself is the kubelet's (cgroup_parent).
+  if (sandbox.linux().has_resources()) {
+    const runtime::v1::LinuxContainerResources& r = sandbox.linux().resources();
+    for (const auto& [key, value] :
+         {std::pair<const char*, int64_t>{"sandbox-cpu-period", r.cpu_period()},
+          {"sandbox-cpu-quota", r.cpu_quota()},
+          {"sandbox-cpu-shares", r.cpu_shares()},
+          {"sandbox-memory", r.memory_limit_in_bytes()}}) {
+      annotations[absl::StrCat(kAnnotationPrefix, key)] = std::to_string(value);
+    }
+  }
   if (!in.image_name.empty()) {
     annotations[absl::StrCat(kAnnotationPrefix, "image-name")] = in.image_name;
   }
@@ -1143,14 +1305,21 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const runtime::v1::PodSandboxC
   json linux_devices = json::array();
   json device_rules = DefaultDeviceRules();
   RETURN_IF_ERROR(AddDevices(config, &linux_devices, &device_rules));
+  if (sc.privileged() && !in.host_dev_dir.empty()) {
+    std::set<std::string> requested;
+    for (const json& d : linux_devices) requested.insert(d["path"].get<std::string>());
+    json host_devices = json::array();
+    AddHostDevices(in.host_dev_dir, "/dev", requested, &host_devices);
+    for (json& d : linux_devices) host_devices.push_back(std::move(d));
+    linux_devices = std::move(host_devices);
+  }
   json resources = json::object();
   if (config.linux().has_resources()) {
     ASSIGN_OR_RETURN(resources, ContainerResources(config.linux().resources(), in));
   } else if (in.pids_limit > 0) {
     resources["pids"] = {{"limit", in.pids_limit}};
   }
-  // Privileged: every device may be used. The host's device nodes themselves are not added
-  // to /dev yet.
+  // Privileged: every device may be used (and the node's are all in /dev, above).
   resources["devices"] =
       sc.privileged() ? json::array({{{"allow", true}, {"access", "rwm"}}}) : device_rules;
 
@@ -1199,6 +1368,8 @@ absl::StatusOr<nlohmann::json> BuildContainerSpec(const runtime::v1::PodSandboxC
   if (ns.network() != runtime::v1::NODE && in.uts_ns_path.empty() && !sandbox.hostname().empty()) {
     spec["hostname"] = sandbox.hostname();
   }
+  // CDI devices: edits of vendor spec files on top of everything the request asked for.
+  RETURN_IF_ERROR(ApplyCdiDevices(config, in.cdi_spec_dirs, &spec));
   RETURN_IF_ERROR(ApplySecurityProfiles(SecurityRequestOf(sc), in, &spec));
   return spec;
 }

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // The OCI runtime spec (config.json) of pod sandboxes and containers, built from the
 // kubelet's CRI requests, the image config and what the CRI plugin prepared (namespace
-// paths, pod files, cgroup path). Pure and deterministic: the only system calls are reads of
-// the rootfs's /etc/passwd and /etc/group and stat(2) of mount and device sources.
+// paths, pod files, cgroup path). Deterministic for a given node: the only system calls read
+// the rootfs's /etc/passwd and /etc/group, stat(2) mount and device sources, read the mount
+// table (propagation sources), the node's /dev (privileged containers) and CDI spec files
+// (only when a container asks for a CDI device); SpecInputs names each of them, for tests.
 //
 // Every rejection of the request is INVALID_ARGUMENT naming the field, e.g.
 //   mounts[2].host_path "/nope": no such file or directory
-// Features berth does not implement yet (user namespaces, image volume mounts, id-mapped
-// mounts, recursive read-only mounts on a runtime without "rro") are UNIMPLEMENTED.
+// What this node cannot do is FAILED_PRECONDITION naming the field and why (user namespaces,
+// a propagation source that is not on a shared or slave mount, a CDI device node missing on
+// the node). Features berth does not implement yet (image volume mounts, id-mapped mounts,
+// recursive read-only mounts on a runtime without "rro") are UNIMPLEMENTED.
 //
 // Security profiles (the HOOK(security-profiles) step in oci_spec.cc, seccomp_profile.h,
 // lsm.h): linux.seccomp from SecurityProfile seccomp (or seccomp_profile_path),
@@ -23,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "cri/v1/api.pb.h"
+#include "plugins/cri/cdi.h"
 #include "plugins/cri/lsm.h"
 
 namespace berth::cri {
@@ -78,6 +83,15 @@ struct SpecInputs {
   // What security profiles read from the node (LSM support, Localhost seccomp files);
   // default-constructed = the real host.
   SecurityEnv security;
+  // The mount table that BIDIRECTIONAL and HOST_TO_CONTAINER mount sources are checked
+  // against (they must be on a shared, or shared or slave, mount to propagate at all).
+  std::string mountinfo_path = "/proc/self/mountinfo";
+  // Where privileged containers get the node's device nodes from (all of them, as with
+  // containerd and Docker), and the node's path of them.
+  std::string host_dev_dir = "/dev";
+  // Where CDI spec files are looked up for ContainerConfig.CDI_devices and the cdi.k8s.io/*
+  // annotations, in increasing priority (cdi.h). Read only when a container asks for a device.
+  std::vector<std::string> cdi_spec_dirs = DefaultCdiSpecDirs();
 };
 
 // The pause container of a pod: args from the pause image, namespaces created per the

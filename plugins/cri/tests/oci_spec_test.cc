@@ -4,6 +4,8 @@
 #include "plugins/cri/oci_spec.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -461,15 +463,57 @@ TEST(OciSpecTest, SandboxNamespacesNode) {
   EXPECT_EQ((*shm)["source"], "/dev/shm");
 }
 
-TEST(OciSpecTest, UserNamespacesAreUnimplemented) {
+TEST(OciSpecTest, UserNamespacesAreCheckedThenRefusedNotIgnored) {
   runtime::v1::PodSandboxConfig sb = Sandbox();
-  sb.mutable_linux()
+  auto* u = sb.mutable_linux()
+                ->mutable_security_context()
+                ->mutable_namespace_options()
+                ->mutable_userns_options();
+  // NODE is the host's: nothing to do.
+  u->set_mode(runtime::v1::NODE);
+  ASSERT_TRUE(BuildSandboxSpec(sb, BusyboxImage(), Inputs()).ok());
+  auto add = [](google::protobuf::RepeatedPtrField<runtime::v1::IDMapping>* list, uint32_t host,
+                uint32_t container, uint32_t length) {
+    runtime::v1::IDMapping* m = list->Add();
+    m->set_host_id(host);
+    m->set_container_id(container);
+    m->set_length(length);
+  };
+  add(u->mutable_uids(), 65536, 0, 65536);
+  EXPECT_EQ(BuildSandboxSpec(sb, BusyboxImage(), Inputs()).status().message(),
+            "linux.security_context.namespace_options.userns_options: mode NODE (the host's user "
+            "namespace) takes no uids or gids mappings");
+  // POD: malformed mappings are INVALID_ARGUMENT naming the field...
+  u->set_mode(runtime::v1::POD);
+  EXPECT_EQ(BuildSandboxSpec(sb, BusyboxImage(), Inputs()).status().message(),
+            "linux.security_context.namespace_options.userns_options.gids: mode POD needs id "
+            "mappings (the kubelet allocates them)");
+  add(u->mutable_gids(), 4294967295u, 0, 2);
+  EXPECT_EQ(BuildSandboxSpec(sb, BusyboxImage(), Inputs()).status().message(),
+            "linux.security_context.namespace_options.userns_options.gids[0]: the range goes "
+            "past the last id 4294967295");
+  u->mutable_gids(0)->set_host_id(65536);
+  u->mutable_gids(0)->set_length(0);
+  EXPECT_EQ(BuildSandboxSpec(sb, BusyboxImage(), Inputs()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // ...and well-formed ones FAILED_PRECONDITION saying why, for the pod and its containers.
+  u->mutable_gids(0)->set_length(65536);
+  absl::Status s = BuildSandboxSpec(sb, BusyboxImage(), Inputs()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("id-map the container rootfs"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("hostUsers: true"), std::string::npos) << s;
+  runtime::v1::ContainerConfig c = Container();
+  *c.mutable_linux()->mutable_security_context()->mutable_namespace_options() =
+      sb.linux().security_context().namespace_options();
+  EXPECT_EQ(ContainerError(c).code(), absl::StatusCode::kFailedPrecondition);
+  c.mutable_linux()
       ->mutable_security_context()
       ->mutable_namespace_options()
       ->mutable_userns_options()
-      ->set_mode(runtime::v1::POD);
-  absl::StatusOr<json> spec = BuildSandboxSpec(sb, BusyboxImage(), Inputs());
-  EXPECT_EQ(spec.status().code(), absl::StatusCode::kUnimplemented);
+      ->set_mode(runtime::v1::TARGET);
+  EXPECT_EQ(ContainerError(c).message(),
+            "linux.security_context.namespace_options.userns_options.mode: TARGET is not a user "
+            "namespace mode (NODE or POD)");
 }
 
 TEST(OciSpecTest, ContainerNamespaces) {
@@ -569,11 +613,22 @@ TEST_F(MountTest, DefaultsPodFilesAndCriMountsParentsFirst) {
   EXPECT_FALSE(spec["linux"].contains("rootfsPropagation"));
 }
 
+// A mount table where "/" is private and the test directory a shared mount.
+std::string FakeMountinfo(const std::string& dir, const std::string& dir_propagation) {
+  return "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n"
+         "23 22 0:22 / /proc rw,relatime shared:5 - proc proc rw\n"
+         "40 22 0:30 / " +
+         dir + " rw,relatime " + dir_propagation + " - tmpfs tmpfs rw\n";
+}
+
 TEST_F(MountTest, PropagationAndReadonly) {
   runtime::v1::ContainerConfig c = Container();
   Add(&c, "/a", "data")->set_readonly(true);
   Add(&c, "/b", "data")->set_propagation(runtime::v1::PROPAGATION_HOST_TO_CONTAINER);
-  json spec = MustContainer(c);
+  SpecInputs in = Inputs();
+  in.mountinfo_path = dir_.File("mountinfo");
+  WriteFile(in.mountinfo_path, FakeMountinfo(dir_.str(), "shared:7"));
+  json spec = MustContainer(c, BusyboxImage(), in);
   EXPECT_EQ(*FindMount(spec, "/a"), json({{"destination", "/a"},
                                           {"type", "bind"},
                                           {"source", dir_.File("data")},
@@ -581,9 +636,46 @@ TEST_F(MountTest, PropagationAndReadonly) {
   EXPECT_EQ((*FindMount(spec, "/b"))["options"], json({"rbind", "rslave", "rw"}));
   EXPECT_EQ(spec["linux"]["rootfsPropagation"], "rslave");
   Add(&c, "/c", "logs")->set_propagation(runtime::v1::PROPAGATION_BIDIRECTIONAL);
-  spec = MustContainer(c);
+  spec = MustContainer(c, BusyboxImage(), in);
   EXPECT_EQ((*FindMount(spec, "/c"))["options"], json({"rbind", "rshared", "rw"}));
   EXPECT_EQ(spec["linux"]["rootfsPropagation"], "rshared");
+}
+
+TEST_F(MountTest, PropagationNeedsASharedOrSlaveSource) {
+  SpecInputs in = Inputs();
+  in.mountinfo_path = dir_.File("mountinfo");
+  fs::create_symlink(dir_.File("data"), dir_.File("link"));
+  runtime::v1::ContainerConfig bidi = Container();
+  Add(&bidi, "/c", "link")->set_propagation(runtime::v1::PROPAGATION_BIDIRECTIONAL);
+  runtime::v1::ContainerConfig h2c = Container();
+  Add(&h2c, "/b", "data")->set_propagation(runtime::v1::PROPAGATION_HOST_TO_CONTAINER);
+  runtime::v1::ContainerConfig priv = Container();
+  Add(&priv, "/a", "data");
+
+  // The test directory is private: only PROPAGATION_PRIVATE works.
+  WriteFile(in.mountinfo_path, FakeMountinfo(dir_.str(), ""));
+  absl::Status s = ContainerError(bidi, BusyboxImage(), in);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(), "mounts[0].host_path \"" + dir_.File("link") + "\" (" + dir_.File("data") +
+                             ") is on the mount " + dir_.str() +
+                             ", which is not shared: PROPAGATION_BIDIRECTIONAL needs a shared "
+                             "mount to propagate mounts back to the node (make it one: mount "
+                             "--make-rshared " +
+                             dir_.str() + ")");
+  s = ContainerError(h2c, BusyboxImage(), in);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("which is neither shared nor slave"), std::string::npos) << s;
+  EXPECT_TRUE(ContainerError(priv, BusyboxImage(), in).ok());
+
+  // A slave: HOST_TO_CONTAINER works, BIDIRECTIONAL does not.
+  WriteFile(in.mountinfo_path, FakeMountinfo(dir_.str(), "master:3"));
+  EXPECT_TRUE(ContainerError(h2c, BusyboxImage(), in).ok());
+  EXPECT_EQ(ContainerError(bidi, BusyboxImage(), in).code(), absl::StatusCode::kFailedPrecondition);
+
+  // A shared mount stacked on the private one counts (the last line of a mount point wins).
+  WriteFile(in.mountinfo_path, FakeMountinfo(dir_.str(), "") + "41 40 0:31 / " + dir_.str() +
+                                   " rw shared:9 - tmpfs tmpfs rw\n");
+  EXPECT_TRUE(ContainerError(bidi, BusyboxImage(), in).ok());
 }
 
 TEST_F(MountTest, RecursiveReadOnly) {
@@ -971,6 +1063,67 @@ TEST(OciSpecTest, PrivilegedGetsHostCapabilities) {
   absl::Status s = ContainerError(c, BusyboxImage(), in, Sandbox());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("linux.security_context.privileged"), std::string::npos);
+}
+
+TEST(OciSpecTest, PrivilegedGetsTheNodesDevices) {
+  if (::geteuid() != 0) GTEST_SKIP() << "mknod needs root";
+  TempDir dev("dev");
+  fs::create_directories(dev.path() / "dri");
+  fs::create_directories(dev.path() / "pts");
+  ASSERT_EQ(::mknod(dev.File("null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  ASSERT_EQ(::mknod(dev.File("dri/card0").c_str(), S_IFCHR | 0660, makedev(226, 0)), 0);
+  ASSERT_EQ(::chmod(dev.File("dri/card0").c_str(), 0660), 0);  // whatever the umask
+  ASSERT_EQ(::mknod(dev.File("vdz").c_str(), S_IFBLK | 0660, makedev(254, 9)), 0);
+  ASSERT_EQ(::mknod(dev.File("pts/0").c_str(), S_IFCHR | 0620, makedev(136, 0)), 0);
+  ASSERT_EQ(::mknod(dev.File("console").c_str(), S_IFCHR | 0600, makedev(5, 1)), 0);
+  fs::create_symlink("null", dev.path() / "nothing");
+  WriteFile(dev.path() / "not-a-device", "x");
+  SpecInputs in = Inputs();
+  in.host_dev_dir = dev.str();
+  runtime::v1::PodSandboxConfig sb = Sandbox();
+  sb.mutable_linux()->mutable_security_context()->set_privileged(true);
+  runtime::v1::ContainerConfig c = Container();
+  c.mutable_linux()->mutable_security_context()->set_privileged(true);
+  runtime::v1::Device* d = c.add_devices();  // the request's own /dev/null wins
+  d->set_container_path("/dev/null");
+  d->set_host_path("/dev/zero");
+  json spec = MustContainer(c, BusyboxImage(), in, sb);
+  std::vector<std::string> paths;
+  for (const json& dv : spec["linux"]["devices"]) paths.push_back(dv["path"]);
+  EXPECT_EQ(paths, (std::vector<std::string>{"/dev/dri/card0", "/dev/vdz", "/dev/null"}));
+  EXPECT_EQ(spec["linux"]["devices"][0], json({{"path", "/dev/dri/card0"},
+                                               {"type", "c"},
+                                               {"major", 226},
+                                               {"minor", 0},
+                                               {"fileMode", 0660},
+                                               {"uid", 0},
+                                               {"gid", 0}}));
+  EXPECT_EQ(spec["linux"]["devices"][1]["type"], "b");
+  EXPECT_EQ(spec["linux"]["devices"][2]["minor"], 5);
+  EXPECT_EQ(spec["linux"]["resources"]["devices"],
+            json::array({{{"allow", true}, {"access", "rwm"}}}));
+  // Unprivileged: only what it asked for.
+  c.mutable_linux()->mutable_security_context()->set_privileged(false);
+  spec = MustContainer(c, BusyboxImage(), in, sb);
+  EXPECT_EQ(spec["linux"]["devices"].size(), 1u);
+}
+
+TEST(OciSpecTest, SandboxResourcesAreAnnotated) {
+  runtime::v1::PodSandboxConfig sb = Sandbox();
+  auto* r = sb.mutable_linux()->mutable_resources();
+  r->set_cpu_period(100000);
+  r->set_cpu_quota(150000);
+  r->set_cpu_shares(1536);
+  r->set_memory_limit_in_bytes(256 << 20);
+  absl::StatusOr<json> spec = BuildSandboxSpec(sb, BusyboxImage(), Inputs());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const json& a = (*spec)["annotations"];
+  EXPECT_EQ(a["io.kubernetes.cri.sandbox-cpu-period"], "100000");
+  EXPECT_EQ(a["io.kubernetes.cri.sandbox-cpu-quota"], "150000");
+  EXPECT_EQ(a["io.kubernetes.cri.sandbox-cpu-shares"], "1536");
+  EXPECT_EQ(a["io.kubernetes.cri.sandbox-memory"], std::to_string(256 << 20));
+  spec = BuildSandboxSpec(Sandbox(), BusyboxImage(), Inputs());
+  EXPECT_FALSE((*spec)["annotations"].contains("io.kubernetes.cri.sandbox-memory"));
 }
 
 TEST(OciSpecTest, MaskedAndReadonlyPaths) {
