@@ -179,6 +179,9 @@ absl::Status RuntimeServiceImpl::Start() {
   if (ec) return absl::InternalError("create " + options_.state_dir + "/bundles: " + ec.message());
   // FIFOs of exec sessions that ended with the previous berthd.
   fs::remove_all(options_.state_dir + "/exec", ec);
+  fs::create_directories(options_.state_dir + "/io", ec);
+  if (ec) return absl::InternalError("create " + options_.state_dir + "/io: " + ec.message());
+  ASSIGN_OR_RETURN(fifo_logs_, FifoLogs::Create());
   streaming::StreamingServerOptions stream_opts;
   stream_opts.address = options_.stream_address;
   stream_opts.port = options_.stream_port;
@@ -227,6 +230,7 @@ void RuntimeServiceImpl::Stop() {
   }
   exits_cv_.notify_all();
   if (exit_worker_.joinable()) exit_worker_.join();
+  fifo_logs_.reset();  // the copy stops; FIFOs stay for the next berthd
   std::lock_guard<std::mutex> lock(events_mu_);
   for (auto& sub : subscribers_) {
     std::lock_guard<std::mutex> l(sub->mu);
@@ -268,6 +272,19 @@ absl::StatusOr<TaskClient> RuntimeServiceImpl::Handler(const std::string& name) 
         "; add it under runtimes: in the berthd configuration)"));
   }
   return TaskClient(it->second, name);
+}
+
+absl::StatusOr<bool> RuntimeServiceImpl::UsesBerthShim(const std::string& handler) {
+  {
+    std::lock_guard<std::mutex> lock(shim_kind_mu_);
+    auto it = berth_shim_.find(handler);
+    if (it != berth_shim_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+  ASSIGN_OR_RETURN(bool berth, tasks.UsesBerthShim());
+  std::lock_guard<std::mutex> lock(shim_kind_mu_);
+  berth_shim_[handler] = berth;
+  return berth;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -433,6 +450,7 @@ absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::
 absl::Status RuntimeServiceImpl::RemoveBundleLayerCgroup(const std::string& id,
                                                          const std::string& cgroups_path) {
   std::vector<std::string> errors;
+  if (fifo_logs_) fifo_logs_->Remove(id, IoDir(id));
   if (absl::Status s = UnmountAndRemoveBundle(id); !s.ok()) errors.emplace_back(s.message());
   sdk::StringSink err;
   int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
@@ -1217,11 +1235,22 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
   task.id = rec.id;
   task.bundle = bundle;
   task.terminal = config.tty();
-  if (!rec.log_path.empty()) {
-    task.stdout_uri = "crilog://" + rec.log_path;
-    if (!config.tty()) task.stderr_uri = task.stdout_uri;
+  ASSIGN_OR_RETURN(bool berth_shim, UsesBerthShim(tasks->handler()));
+  if (berth_shim) {
+    // berth-shim writes the CRI log itself and serves attach (docs/shim.md §3, §5).
+    if (!rec.log_path.empty()) {
+      task.stdout_uri = "crilog://" + rec.log_path;
+      if (!config.tty()) task.stderr_uri = task.stdout_uri;
+    }
+    if (config.stdin()) task.stdin_uri = "attach:";
+  } else {
+    // Another shim v2: FIFOs, and berthd writes the CRI log (fifo_logs.h).
+    ASSIGN_OR_RETURN(FifoLogs::Paths fifos, fifo_logs_->Add(rec.id, IoDir(rec.id), rec.log_path,
+                                                            config.tty(), config.stdin()));
+    task.stdout_uri = fifos.stdout;
+    task.stderr_uri = fifos.stderr;
+    task.stdin_uri = fifos.stdin;
   }
-  if (config.stdin()) task.stdin_uri = "attach:";
   ASSIGN_OR_RETURN(uint32_t pid, tasks->Create(sandbox.id, task));
   CrashPoint("create-container:after-task-create");
   {
@@ -1535,6 +1564,9 @@ grpc::Status RuntimeServiceImpl::ReopenContainerLog(
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "ReopenContainerLog: container " + rec.id + " has no log file");
   }
+  if (fifo_logs_ && fifo_logs_->Has(rec.id)) {
+    return ToGrpc(Prefix(fifo_logs_->Reopen(rec.id), "ReopenContainerLog " + rec.id));
+  }
   absl::StatusOr<TaskClient> tasks = Handler(handler);
   if (!tasks.ok()) return ToGrpc(tasks.status());
   return ToGrpc(Prefix(tasks->ReopenLog(rec.sandbox_id, rec.id), "ReopenContainerLog " + rec.id));
@@ -1697,6 +1729,9 @@ RuntimeServiceImpl::StartStreamedAttach(const runtime::v1::AttachRequest& req) {
   start.stdout = req.stdout();
   start.stderr = req.stderr();
   start.stdin_once = rec.config.stdin_once();
+  if (fifo_logs_ != nullptr && fifo_logs_->Has(rec.id)) {
+    return StartFifoAttachProcess(std::move(start), fifo_logs_.get(), rec.config.tty());
+  }
   return StartAttachProcess(std::move(start));
 }
 
@@ -1818,8 +1853,11 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
         std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
     if (timeout_ms == 0 || ms < timeout_ms) timeout_ms = std::max<uint64_t>(ms, 1);
   }
+  absl::StatusOr<bool> berth_shim = UsesBerthShim(handler);
+  if (!berth_shim.ok()) return ToGrpc(Prefix(berth_shim.status(), "ExecSync in " + rec.id));
   absl::StatusOr<ExecSyncResult> r =
-      tasks->ExecSync(rec.sandbox_id, rec.id, process->dump(), timeout_ms);
+      *berth_shim ? tasks->ExecSync(rec.sandbox_id, rec.id, process->dump(), timeout_ms)
+                  : ExecSyncThroughFifos(rec, handler, process->dump(), timeout_ms);
   if (!r.ok()) return ToGrpc(Prefix(r.status(), "ExecSync in " + rec.id));
   if (r->timed_out) {
     // What the kubelet maps to a timed-out probe; the process group is gone already. What it
@@ -1838,6 +1876,84 @@ grpc::Status RuntimeServiceImpl::ExecSync(grpc::ServerContext* ctx,
   resp->set_stderr(r->stderr_data);
   resp->set_exit_code(r->exit_code);
   return grpc::Status::OK;
+}
+
+absl::StatusOr<ExecSyncResult> RuntimeServiceImpl::ExecSyncThroughFifos(
+    const ContainerRecord& rec, const std::string& handler, const std::string& process_json,
+    uint64_t timeout_ms) {
+  constexpr size_t kMaxOutput = 16u << 20;  // per stream, as berth-shim caps it
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+  ExecStart start(tasks);
+  start.sandbox_id = rec.sandbox_id;
+  start.container_id = rec.id;
+  start.exec_id = NewId().substr(0, 32);
+  start.fifo_dir = options_.state_dir + "/exec";
+  start.process_json = process_json;
+  start.stdout = start.stderr = true;
+  start.exit = std::make_shared<ExecExit>();
+  const std::string key = rec.id + "/" + start.exec_id;
+  const std::string exec_id = start.exec_id;
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_[key] = start.exit;
+  }
+  start.forget = [this, key] {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_.erase(key);
+  };
+  std::shared_ptr<ExecExit> exit = start.exit;
+  ASSIGN_OR_RETURN(std::unique_ptr<streaming::StreamedProcess> process,
+                   StartExecProcess(std::move(start)));
+  // The deadline kills the process; its output then ends and its exit arrives.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool finished = false;
+  std::atomic<bool> timed_out{false};
+  std::thread watchdog;
+  if (timeout_ms > 0) {
+    watchdog = std::thread([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      if (cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return finished; })) {
+        return;
+      }
+      timed_out = true;
+      lock.unlock();
+      (void)tasks.Kill(rec.sandbox_id, rec.id, SIGKILL, /*all=*/false, exec_id);
+      // Something the process left behind may hold the output: stop reading after a grace.
+      lock.lock();
+      if (!cv.wait_for(lock, std::chrono::seconds(2), [&] { return finished; })) {
+        process->Detach();
+      }
+    });
+  }
+  ExecSyncResult result;
+  absl::Status failure;
+  for (;;) {
+    absl::StatusOr<std::optional<streaming::StreamedProcess::Chunk>> chunk = process->Read();
+    if (!chunk.ok()) {
+      failure = chunk.status();
+      break;
+    }
+    if (!chunk->has_value()) break;
+    std::string& out = (*chunk)->stream == streaming::StreamType::kStderr ? result.stderr_data
+                                                                          : result.stdout_data;
+    if (out.size() < kMaxOutput) out.append((*chunk)->data, 0, kMaxOutput - out.size());
+  }
+  absl::StatusOr<int> code = failure.ok() ? process->Wait() : absl::StatusOr<int>(failure);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    finished = true;
+  }
+  cv.notify_all();
+  if (watchdog.joinable()) watchdog.join();
+  process.reset();  // deletes the exec (now or at its exit) and its FIFOs
+  if (timed_out) {
+    result.timed_out = true;
+    return result;
+  }
+  if (!code.ok()) return code.status();
+  result.exit_code = *code;
+  return result;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2259,6 +2375,13 @@ absl::Status RuntimeServiceImpl::Reconcile() {
       (void)SaveContainer(rec.id);
       ++repaired;
       continue;
+    }
+    // The FIFOs of a container of another shim v2: copy its output again.
+    if (std::error_code ec; fs::exists(IoDir(rec.id), ec) && !fifo_logs_->Has(rec.id)) {
+      absl::Status adopted_io = fifo_logs_->Adopt(rec.id, IoDir(rec.id), rec.log_path);
+      if (!adopted_io.ok()) {
+        host_.Warn(absl::StrCat("container ", rec.id, ": its output FIFOs: ", adopted_io.message()));
+      }
     }
     if (rec.phase == ContainerPhase::kExited) continue;
     auto t = tasks.find(rec.sandbox_id + "/" + rec.id);

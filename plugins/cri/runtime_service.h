@@ -28,6 +28,7 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "plugins/cri/oci_spec.h"
+#include "plugins/cri/fifo_logs.h"
 #include "plugins/cri/records.h"
 #include "plugins/cri/stream_process.h"
 #include "plugins/cri/streaming/server.h"
@@ -234,6 +235,15 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
       const runtime::v1::ExecRequest& req);
   absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartStreamedAttach(
       const runtime::v1::AttachRequest& req);
+  // Whether `handler` runs berth-shim (berth.shim.v1) or another shim v2 binary (FIFOs).
+  absl::StatusOr<bool> UsesBerthShim(const std::string& handler);
+  // <state>/io/<container id>: the stdio FIFOs of a container of a non-berth-shim handler.
+  std::string IoDir(const std::string& id) const { return options_.state_dir + "/io/" + id; }
+  // ExecSync through Task/Exec with FIFOs (shims without berth.shim.v1/ExecSync).
+  absl::StatusOr<ExecSyncResult> ExecSyncThroughFifos(const ContainerRecord& rec,
+                                                      const std::string& handler,
+                                                      const std::string& process_json,
+                                                      uint64_t timeout_ms);
   // An exec's exit event: wakes its session, or deletes the exec if the session is gone.
   void ApplyExecExit(const std::string& sandbox_id, const std::string& id,
                      const std::string& exec_id, uint32_t status);
@@ -278,6 +288,11 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   uint64_t subscription_ = 0;
 
   std::unique_ptr<streaming::StreamingServer> streaming_;
+
+  // Containers whose shim is not berth-shim: their stdio FIFOs and CRI logs.
+  std::unique_ptr<FifoLogs> fifo_logs_;
+  std::mutex shim_kind_mu_;
+  std::map<std::string, bool> berth_shim_;  // by handler, once asked
 
   // Execs of streaming sessions: "<container id>/<exec id>" -> its exit.
   std::mutex exec_mu_;

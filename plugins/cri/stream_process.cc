@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -102,12 +103,16 @@ class ExecProcess final : public StreamedProcess {
     task.terminal = s_.tty;
     task.process_json = s_.process_json;
     if (s_.stdin) {
-      ASSIGN_OR_RETURN(task.stdin_uri, MakeFifo("stdin", O_RDWR, &stdin_));
+      // Opened for writing once the shim reads it (OpenStdin): data written into a FIFO
+      // nobody has open for reading is lost when our end closes.
+      ASSIGN_OR_RETURN(task.stdin_uri, MakeFifo("stdin", -1, nullptr));
+      stdin_path_ = task.stdin_uri;
     }
-    if (s_.stdout) {
-      ASSIGN_OR_RETURN(task.stdout_uri, MakeFifo("stdout", O_RDONLY, &stdout_));
-    }
-    if (s_.stderr && !s_.tty) {
+    // Output FIFOs whether asked for or not, as containerd makes them: not every shim takes
+    // an empty path for "none" (containerd-shim-runc-v2 does not). Unwanted output is read
+    // and dropped.
+    ASSIGN_OR_RETURN(task.stdout_uri, MakeFifo("stdout", O_RDONLY, &stdout_));
+    if (!s_.tty) {
       ASSIGN_OR_RETURN(task.stderr_uri, MakeFifo("stderr", O_RDONLY, &stderr_));
     }
     RETURN_IF_ERROR(s_.tasks.Exec(s_.sandbox_id, task));
@@ -142,6 +147,7 @@ class ExecProcess final : public StreamedProcess {
         std::string data(kReadChunk, '\0');
         const ssize_t n = ::read(fd.get(), data.data(), data.size());
         if (n > 0) {
+          if (!(is_out ? s_.stdout : s_.stderr)) continue;  // not asked for: dropped
           data.resize(static_cast<size_t>(n));
           return Chunk{is_out ? StreamType::kStdout : StreamType::kStderr, std::move(data)};
         }
@@ -157,14 +163,16 @@ class ExecProcess final : public StreamedProcess {
   }
 
   absl::Status WriteStdin(absl::string_view data) override {
-    if (!stdin_.valid()) return absl::FailedPreconditionError("stdin is closed");
+    if (!s_.stdin || stdin_closed_) return absl::FailedPreconditionError("stdin is closed");
+    RETURN_IF_ERROR(OpenStdin());
     return WriteWaiting(stdin_.get(), std::string_view(data.data(), data.size()), detach_.get(), s_.exit->event_fd(), "exec stdin");
   }
 
   void CloseStdin() override {
     if (!s_.stdin || stdin_closed_) return;
     stdin_closed_ = true;
-    stdin_.Reset();  // the shim's read end sees EOF
+    (void)OpenStdin();  // so that the shim's read end sees EOF, not a FIFO nobody writes
+    stdin_.Reset();
     if (!s_.exit->status().has_value()) {
       (void)s_.tasks.CloseStdin(s_.sandbox_id, s_.container_id, s_.exec_id);
     }
@@ -191,9 +199,30 @@ class ExecProcess final : public StreamedProcess {
     // Non-blocking: neither end waits for the other. A read end reports no hang-up before a
     // writer has come and gone, so the output is not mistaken for finished before the shim
     // opened it.
+    if (fd == nullptr) return path;
     fd->Reset(::open(path.c_str(), mode | O_NONBLOCK | O_CLOEXEC));
     if (!fd->valid()) return Errno(errno, "open " + path);
-    return absl::StrCat("fifo://", path);
+    return path;  // a plain path: every shim v2 takes it for a FIFO (containerd's: only that)
+  }
+
+  // Opens the stdin FIFO for writing once the shim has opened it for reading (berth-shim
+  // does at Exec, containerd's shims at Start or a little later). Gives up when the process
+  // exits, on Detach() or after 10 s.
+  absl::Status OpenStdin() {
+    if (stdin_.valid()) return absl::OkStatus();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      stdin_.Reset(::open(stdin_path_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+      if (stdin_.valid()) return absl::OkStatus();
+      if (errno != ENXIO) return Errno(errno, "open " + stdin_path_);
+      if (detached_ || s_.exit->status().has_value()) {
+        return absl::FailedPreconditionError("the process did not open its stdin");
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return absl::DeadlineExceededError("the shim did not open the exec's stdin within 10 s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
 
   void RemoveFifos() {
@@ -207,6 +236,7 @@ class ExecProcess final : public StreamedProcess {
   bool started_ = false;
   bool stdin_closed_ = false;
   sdk::UniqueFd stdin_, stdout_, stderr_;
+  std::string stdin_path_;
   std::vector<std::string> fifos_;
 };
 
@@ -352,6 +382,100 @@ class AttachProcess final : public StreamedProcess {
   std::atomic<bool> detached_{false};
 };
 
+// ---------------------------------------------------------------------------------------
+
+class FifoAttachProcess final : public StreamedProcess {
+ public:
+  FifoAttachProcess(AttachStart start, FifoLogs* logs, bool tty)
+      : s_(std::move(start)), logs_(logs), tty_(tty), detach_(NewEventFd()) {}
+  ~FifoAttachProcess() override {
+    Detach();
+    if (subscribed_) logs_->Unsubscribe(s_.container_id, subscription_);
+  }
+
+  absl::Status Subscribe() {
+    if (!detach_.valid()) return Errno(errno, "eventfd");
+    ASSIGN_OR_RETURN(subscription_,
+                     logs_->Subscribe(
+                         s_.container_id,
+                         [this](int stream, std::string_view chunk) {
+                           if ((stream == 1 && !s_.stdout) || (stream == 2 && !s_.stderr)) return;
+                           std::lock_guard<std::mutex> lock(mu_);
+                           // Output never waits for an attach client: one too far behind is
+                           // dropped, as berth-shim drops it.
+                           if (queued_ > (1u << 20)) {
+                             overrun_ = true;
+                           } else {
+                             queued_ += chunk.size();
+                             queue_.push_back({stream == 2 ? StreamType::kStderr
+                                                           : StreamType::kStdout,
+                                               std::string(chunk)});
+                           }
+                           cv_.notify_all();
+                         },
+                         [this] {
+                           std::lock_guard<std::mutex> lock(mu_);
+                           ended_ = true;
+                           cv_.notify_all();
+                         }));
+    subscribed_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<Chunk>> Read() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !queue_.empty() || ended_ || overrun_ || detached_; });
+    if (detached_ || overrun_ || queue_.empty()) return std::nullopt;
+    Chunk c = std::move(queue_.front());
+    queue_.erase(queue_.begin());
+    queued_ -= c.data.size();
+    return c;
+  }
+
+  absl::StatusOr<int> Wait() override {
+    if (detached_) return absl::CancelledError("detached");
+    return 0;
+  }
+
+  absl::Status WriteStdin(absl::string_view data) override {
+    if (!s_.stdin) return absl::OkStatus();
+    return logs_->WriteStdin(s_.container_id, std::string_view(data.data(), data.size()),
+                             detach_.get());
+  }
+
+  void CloseStdin() override {
+    if (s_.stdin && s_.stdin_once) logs_->CloseStdin(s_.container_id);
+  }
+
+  void Resize(TerminalSize size) override {
+    if (!tty_) return;
+    (void)s_.tasks.ResizePty(s_.sandbox_id, s_.container_id, "", size.width, size.height);
+  }
+
+  void Detach() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (detached_) return;
+      detached_ = true;
+    }
+    if (detach_.valid()) Signal(detach_.get());
+    cv_.notify_all();
+  }
+
+ private:
+  AttachStart s_;
+  FifoLogs* const logs_;
+  const bool tty_;
+  sdk::UniqueFd detach_;
+  uint64_t subscription_ = 0;
+  bool subscribed_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Chunk> queue_;
+  size_t queued_ = 0;
+  bool ended_ = false, overrun_ = false, detached_ = false;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -402,6 +526,18 @@ absl::StatusOr<std::unique_ptr<StreamedProcess>> StartExecProcess(ExecStart star
 absl::StatusOr<std::unique_ptr<StreamedProcess>> StartAttachProcess(AttachStart start) {
   auto process = std::make_unique<AttachProcess>(std::move(start));
   RETURN_IF_ERROR(process->Connect());
+  return process;
+}
+
+}  // namespace berth::cri
+
+namespace berth::cri {
+
+absl::StatusOr<std::unique_ptr<StreamedProcess>> StartFifoAttachProcess(AttachStart start,
+                                                                         FifoLogs* logs,
+                                                                         bool tty) {
+  auto process = std::make_unique<FifoAttachProcess>(std::move(start), logs, tty);
+  RETURN_IF_ERROR(process->Subscribe());
   return process;
 }
 

@@ -9,6 +9,7 @@
 //   the exec is deleted from the shim once both the session and the process are done.
 // - AttachProcess: berth.shim.v1.Shim/Attach to the container's process: a unix socket with
 //   the shim's attach framing (docs/shim.md §5). Output never waits for an attach client.
+// - FifoAttachProcess: the same for other shims, from the FIFO copy of fifo_logs.h.
 #pragma once
 
 #include <condition_variable>
@@ -21,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "berth/unique_fd.hpp"
+#include "plugins/cri/fifo_logs.h"
 #include "plugins/cri/streaming/remote_command.h"
 #include "plugins/cri/task_client.h"
 
@@ -79,5 +81,10 @@ struct AttachStart {
 
 [[nodiscard]] absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartAttachProcess(
     AttachStart start);
+
+// Attach to a container of another shim v2 (its stdio are FIFOs berthd copies, fifo_logs.h):
+// output from the copy, stdin into the container's stdin FIFO, resizes via Task/ResizePty.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartFifoAttachProcess(
+    AttachStart start, FifoLogs* logs, bool tty);
 
 }  // namespace berth::cri

@@ -64,9 +64,10 @@ absl::StatusOr<uint32_t> TaskClient::Start(const std::string& sandbox_id, const 
 }
 
 absl::Status TaskClient::Kill(const std::string& sandbox_id, const std::string& id, int signal,
-                              bool all) {
+                              bool all, const std::string& exec_id) {
   containerd::task::v2::KillRequest req;
   req.set_id(id);
+  req.set_exec_id(exec_id);
   req.set_signal(static_cast<uint32_t>(signal));
   req.set_all(all);
   return Call(sandbox_id, kTask, "Kill", req.SerializeAsString()).status();
@@ -172,6 +173,17 @@ absl::Status TaskClient::RemoveSandbox(const std::string& sandbox_id) {
                                          sdk::Str(request), out.get(), err.get());
   if (code != BERTH_OK) return Code(code, err.take());
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> TaskClient::UsesBerthShim() const {
+  sdk::StringSink out, err;
+  const std::string request = nlohmann::json{{"handler", handler_}}.dump();
+  int32_t code = runtime_.table->control(runtime_.instance, sdk::Str("handler_info"),
+                                         sdk::Str(request), out.get(), err.get());
+  if (code == BERTH_UNIMPLEMENTED) return false;
+  if (code != BERTH_OK) return Code(code, err.take());
+  nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
+  return j.is_object() && j.value("berth_shim", false);
 }
 
 absl::StatusOr<std::vector<TaskInfo>> TaskClient::Tasks(

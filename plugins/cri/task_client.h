@@ -71,7 +71,7 @@ class TaskClient {
                                                    const std::string& id,
                                                    const std::string& exec_id);
   [[nodiscard]] absl::Status Kill(const std::string& sandbox_id, const std::string& id, int signal,
-                                  bool all);
+                                  bool all, const std::string& exec_id = "");
   // NOT_FOUND when the runtime does not know the task.
   [[nodiscard]] absl::Status Delete(const std::string& sandbox_id, const std::string& id,
                                     const std::string& exec_id = "");
@@ -86,6 +86,11 @@ class TaskClient {
   [[nodiscard]] absl::Status ReopenLog(const std::string& sandbox_id, const std::string& id);
   // Shuts the pod's shim down and forgets the sandbox (no task may run).
   [[nodiscard]] absl::Status RemoveSandbox(const std::string& sandbox_id);
+
+  // Whether the handler's shim is berth-shim, which speaks berth.shim.v1 (CRI log files,
+  // attach sockets, ExecSync); other shims get FIFOs (control "handler_info"; a runtime
+  // plugin without it is taken for a plain shim v2 runtime).
+  [[nodiscard]] absl::StatusOr<bool> UsesBerthShim() const;
 
   // Every task the runtime plugin knows, of every handler.
   [[nodiscard]] static absl::StatusOr<std::vector<TaskInfo>> Tasks(

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "plugins/common/plugin_util.h"
 #include "shim/runc/options.pb.h"
+#include "shim/runtimeoptions/v1/api.pb.h"
 
 namespace berth::runc {
 
@@ -52,6 +53,45 @@ absl::StatusOr<HandlerOptions> ParseHandlerOptions(std::string_view name,
   return h;
 }
 
+absl::StatusOr<HandlerOptions> ParseShimV2HandlerOptions(std::string_view name,
+                                                         std::string_view options_json,
+                                                         const std::string& default_shim) {
+  HandlerOptions h;
+  h.name = std::string(name);
+  h.binary.clear();
+  h.shim = default_shim;
+  h.shim_only = true;
+  const std::string where = absl::StrCat("runtime handler \"", h.name, "\": ");
+  if (h.name.empty() || h.name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("runtime handler name \"", h.name, "\" must be non-empty and contain no '/'"));
+  }
+  nlohmann::json j = options_json.empty() ? nlohmann::json::object()
+                                          : nlohmann::json::parse(options_json, nullptr, false);
+  if (j.is_null()) j = nlohmann::json::object();
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "options must be a mapping, got ", std::string(options_json)));
+  }
+  for (auto& [key, value] : j.items()) {
+    if (key != "shim" && key != "config_path") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "unknown option \"", key, "\" (known: shim, config_path)"));
+    }
+    if (!value.is_string() || value.get<std::string>().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "option \"", key, "\": expected a non-empty string, got ", value.dump()));
+    }
+    std::string v = value.get<std::string>();
+    if (key == "config_path" && v.front() != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "option \"config_path\": expected an absolute path, got \"", v, "\""));
+    }
+    (key == "shim" ? h.shim : h.config_path) = v;
+  }
+  return h;
+}
+
 absl::StatusOr<std::string> ResolveExecutable(std::string_view what, const std::string& name,
                                               std::string_view handler) {
   std::string path = plugins::FindExecutable(name);
@@ -73,6 +113,22 @@ bool InjectRuncOptions(const HandlerOptions& handler, const std::string& binary,
   options.set_systemd_cgroup(handler.systemd_cgroup);
   google::protobuf::Any* any = request->mutable_options();
   any->set_type_url(kRuncOptionsTypeUrl);
+  any->set_value(options.SerializeAsString());
+  return true;
+}
+
+}  // namespace berth::runc
+
+namespace berth::runc {
+
+bool InjectRuntimeOptions(const HandlerOptions& handler,
+                          containerd::task::v2::CreateTaskRequest* request) {
+  if (handler.config_path.empty()) return false;
+  if (request->has_options() && !request->options().type_url().empty()) return false;
+  runtimeoptions::v1::Options options;
+  options.set_config_path(handler.config_path);
+  google::protobuf::Any* any = request->mutable_options();
+  any->set_type_url(kRuntimeOptionsTypeUrl);
   any->set_value(options.SerializeAsString());
   return true;
 }

@@ -14,6 +14,7 @@
 namespace berth::runc {
 
 inline constexpr char kRuncOptionsTypeUrl[] = "containerd.runc.v1.Options";
+inline constexpr char kRuntimeOptionsTypeUrl[] = "runtimeoptions.v1.Options";
 
 struct HandlerOptions {
   std::string name;
@@ -21,6 +22,10 @@ struct HandlerOptions {
   std::string root;             // the runtime's --root; default /run/berth/<name>
   bool systemd_cgroup = false;
   std::string shim;  // the shim v2 binary, PATH or absolute
+  // A handler of the shim v2 kind (io.berth.runtime.kata): the shim is the whole runtime;
+  // `binary`, `root` and `systemd_cgroup` mean nothing.
+  bool shim_only = false;
+  std::string config_path;  // shim v2 kind: the runtime's configuration file (Kata's)
 };
 
 // Parses `runtimes: <name>: options:` (JSON object text, may be empty). `default_shim` is
@@ -29,6 +34,12 @@ struct HandlerOptions {
 [[nodiscard]] absl::StatusOr<HandlerOptions> ParseHandlerOptions(std::string_view name,
                                                                  std::string_view options_json,
                                                                  const std::string& default_shim);
+
+// The same for a handler of the shim v2 kind: `shim` (default `default_shim`) and
+// `config_path` (an absolute path: Kata's configuration file, given to the shim as
+// KATA_CONF_FILE and as runtimeoptions.v1.Options).
+[[nodiscard]] absl::StatusOr<HandlerOptions> ParseShimV2HandlerOptions(
+    std::string_view name, std::string_view options_json, const std::string& default_shim);
 
 // Resolves a program name through PATH (an absolute path is checked as is). NOT_FOUND
 // naming what it is (`what`: "runtime binary", "shim binary") and the handler.
@@ -41,5 +52,9 @@ struct HandlerOptions {
 // resolved runtime path. Returns whether it did.
 bool InjectRuncOptions(const HandlerOptions& handler, const std::string& binary,
                        containerd::task::v2::CreateTaskRequest* request);
+// Shim v2 kind: runtimeoptions.v1.Options {config_path} when the handler names one and the
+// request carries no options. Returns whether it did.
+bool InjectRuntimeOptions(const HandlerOptions& handler,
+                          containerd::task::v2::CreateTaskRequest* request);
 
 }  // namespace berth::runc

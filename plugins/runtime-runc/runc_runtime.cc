@@ -68,15 +68,17 @@ std::string DefaultShimPath() {
   return (so.parent_path() / "berth-shim").string();
 }
 
-RuncRuntime::RuncRuntime(sdk::Host host) : host_(host) {}
+RuncRuntime::RuncRuntime(sdk::Host host, HandlerKind kind)
+    : host_(host), kind_(kind), plugin_id_(kind == HandlerKind::kRunc ? kPluginId : kShimV2PluginId) {}
 
-sdk::Status RuncRuntime::Create(sdk::Host host, std::unique_ptr<RuncRuntime>* out) {
-  auto config = plugins::LoadConfig(host, kPluginId, {});
+sdk::Status RuncRuntime::Create(sdk::Host host, HandlerKind kind,
+                                std::unique_ptr<RuncRuntime>* out) {
+  std::unique_ptr<RuncRuntime> r(new RuncRuntime(host, kind));
+  auto config = plugins::LoadConfig(host, r->plugin_id_, {});
   if (!config.ok()) return config.status();
-  std::unique_ptr<RuncRuntime> r(new RuncRuntime(host));
   r->state_dir_ = host.StateDir();
   r->events_address_ = r->state_dir_ + "/events.sock";
-  r->default_shim_ = DefaultShimPath();
+  r->default_shim_ = kind == HandlerKind::kRunc ? DefaultShimPath() : "containerd-shim-kata-v2";
   const std::string shim_state = r->state_dir_ + "/shim";
   if (::mkdir(shim_state.c_str(), 0700) != 0 && errno != EEXIST) {
     return ToSdk(core::ErrnoToStatus(
@@ -132,11 +134,22 @@ const void* RuncRuntime::GetInterface(std::string_view iface) {
 sdk::Readiness RuncRuntime::Status() { return sdk::Readiness::Ready(); }
 
 sdk::Status RuncRuntime::AddHandler(std::string_view name, std::string_view options_json) {
-  absl::StatusOr<HandlerOptions> opts = ParseHandlerOptions(name, options_json, default_shim_);
+  absl::StatusOr<HandlerOptions> opts =
+      kind_ == HandlerKind::kRunc ? ParseHandlerOptions(name, options_json, default_shim_)
+                                  : ParseShimV2HandlerOptions(name, options_json, default_shim_);
   if (!opts.ok()) return ToSdk(opts.status());
   sdk::Status s =
-      handlers_.Add(name, options_json, "binary", "runc", {"root", "systemd_cgroup", "shim"});
+      kind_ == HandlerKind::kRunc
+          ? handlers_.Add(name, options_json, "binary", "runc", {"root", "systemd_cgroup", "shim"})
+          : handlers_.Add(name, options_json, "shim", default_shim_, {"config_path"});
   if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(probe_mu_);
+    std::vector<std::string>& env = shim_env_[opts->name];
+    env.clear();
+    // Kata reads its configuration file from the environment of its shim, too.
+    if (!opts->config_path.empty()) env.push_back("KATA_CONF_FILE=" + opts->config_path);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   options_[opts->name] = *opts;
   return sdk::Status::Ok();
@@ -153,6 +166,20 @@ sdk::Readiness RuncRuntime::HandlerStatus(std::string_view name) {
           absl::StrCat("no runtime handler named \"", std::string(name), "\" is declared"));
     }
     opts = it->second;
+  }
+  if (opts.shim_only) {
+    absl::StatusOr<std::string> shim = ResolveExecutable("shim binary", opts.shim, name);
+    if (!shim.ok()) {
+      return sdk::Readiness::NotReady("ShimBinaryNotFound", std::string(shim.status().message()));
+    }
+    std::error_code ec;
+    if (!opts.config_path.empty() && !fs::is_regular_file(opts.config_path, ec)) {
+      return sdk::Readiness::NotReady(
+          "RuntimeConfigNotFound", absl::StrCat("config_path \"", opts.config_path,
+                                                "\" of runtime handler \"", opts.name,
+                                                "\" is not a file"));
+    }
+    return sdk::Readiness::Ready();
   }
   absl::StatusOr<std::string> binary = ResolveExecutable("runtime binary", opts.binary, name);
   if (!binary.ok()) {
@@ -212,7 +239,9 @@ sdk::Status RuncRuntime::ShimCall(std::string_view handler, std::string_view san
                                   std::string_view service, std::string_view method,
                                   std::string_view request, uint64_t timeout_ms,
                                   std::string* response) {
-  if (stopping_) return sdk::Status(BERTH_UNAVAILABLE, "the runc runtime plugin is stopping");
+  if (stopping_) {
+    return sdk::Status(BERTH_UNAVAILABLE, absl::StrCat("runtime plugin ", plugin_id_, " is stopping"));
+  }
   if (sandbox_id.empty()) {
     return sdk::InvalidArgument(absl::StrCat("shim_call ", std::string(service), "/",
                                              std::string(method), ": sandbox_id is empty"));
@@ -248,8 +277,42 @@ sdk::Status RuncRuntime::Control(std::string_view op, std::string_view request_j
     if (s.ok()) *out = "{}";
     return ToSdk(s);
   }
-  return sdk::Unimplemented(absl::StrCat("the runc runtime plugin has no control operation \"",
-                                         std::string(op), "\" (known: tasks, remove_sandbox)"));
+  if (op == "handler_info") return ToSdk(HandlerInfo(request_json, out));
+  return sdk::Unimplemented(absl::StrCat("runtime plugin ", plugin_id_,
+                                         " has no control operation \"", std::string(op),
+                                         "\" (known: tasks, remove_sandbox, handler_info)"));
+}
+
+absl::Status RuncRuntime::HandlerInfo(std::string_view request_json, std::string* out) {
+  nlohmann::json j = nlohmann::json::parse(request_json, nullptr, false);
+  if (!j.is_object() || !j.contains("handler") || !j["handler"].is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "control handler_info: expected {\"handler\": \"<name>\"}, got ", std::string(request_json)));
+  }
+  const std::string name = j["handler"].get<std::string>();
+  HandlerOptions opts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = options_.find(name);
+    if (it == options_.end()) {
+      return absl::NotFoundError(absl::StrCat("no runtime handler named \"", name, "\""));
+    }
+    opts = it->second;
+  }
+  // berth-shim speaks berth.shim.v1 (CRI logs, attach sockets, ExecSync); any other shim is
+  // driven through the plain shim v2 Task API with FIFOs.
+  absl::StatusOr<std::string> shim = ResolveExecutable("shim binary", opts.shim, name);
+  const std::string shim_path = shim.ok() ? *shim : opts.shim;
+  const bool berth_shim = fs::path(shim_path).filename() == "berth-shim";
+  nlohmann::json info = {{"handler", name},
+                         {"plugin", plugin_id_},
+                         {"shim", shim_path},
+                         {"berth_shim", berth_shim},
+                         {"kind", opts.shim_only ? "shim-v2" : "runc"}};
+  if (!opts.shim_only) info["runtime"] = opts.binary;
+  if (!opts.config_path.empty()) info["config_path"] = opts.config_path;
+  *out = info.dump();
+  return absl::OkStatus();
 }
 
 // ---- Create ---------------------------------------------------------------------------------
@@ -287,17 +350,22 @@ absl::Status RuncRuntime::DoCreate(std::string_view handler, const std::string& 
     }
     opts = it->second;
   }
-  absl::StatusOr<std::string> runtime = ResolveExecutable("runtime binary", opts.binary, opts.name);
-  if (!runtime.ok()) return absl::FailedPreconditionError(runtime.status().message());
   absl::StatusOr<std::string> shim = ResolveExecutable("shim binary", opts.shim, opts.name);
   if (!shim.ok()) return absl::FailedPreconditionError(shim.status().message());
-  InjectRuncOptions(opts, *runtime, &req);
-  // Cached after the first call. It refuses a runtime that cannot run on this host, and the
-  // shim gets the verdict on crun and hybrid cgroups (ShimCommandFor).
-  RuntimeReadiness verdict = ProbeRuntime(opts, *runtime, *shim);
-  if (verdict.readiness == Readiness::kNotReady) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("runtime handler \"", opts.name, "\" (", *runtime, "): ", verdict.message));
+  if (opts.shim_only) {
+    InjectRuntimeOptions(opts, &req);
+  } else {
+    absl::StatusOr<std::string> runtime =
+        ResolveExecutable("runtime binary", opts.binary, opts.name);
+    if (!runtime.ok()) return absl::FailedPreconditionError(runtime.status().message());
+    InjectRuncOptions(opts, *runtime, &req);
+    // Cached after the first call. It refuses a runtime that cannot run on this host, and the
+    // shim gets the verdict on crun and hybrid cgroups (ShimCommandFor).
+    RuntimeReadiness verdict = ProbeRuntime(opts, *runtime, *shim);
+    if (verdict.readiness == Readiness::kNotReady) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "runtime handler \"", opts.name, "\" (", *runtime, "): ", verdict.message));
+    }
   }
 
   PendingEvents events(this);  // published after op_mu is released
@@ -344,6 +412,16 @@ absl::Status RuncRuntime::DoCreate(std::string_view handler, const std::string& 
     client.reset();
   }
   bool started = false;
+  if (!client && opts.shim_only && req.id() != sandbox_id && TasksOf(sandbox_id).empty()) {
+    // Kata and its kind build the pod (the VM) from the sandbox task: it comes first.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sandboxes_.erase(sandbox_id);
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "runtime handler \"", opts.name, "\": container ", req.id(), " cannot be created before ",
+        "the sandbox task of pod ", sandbox_id, " (create the task with the sandbox's id first)"));
+  }
   if (!client) {
     sb->record.shim = *shim;
     absl::Status s = StartShimLocked(sb, req.bundle(), req.id(), deadline);
@@ -427,6 +505,10 @@ ttrpc::ShimCommand RuncRuntime::ShimCommandFor(const SandboxRecord& sandbox,
     if (it != probes_.end()) {
       const bool hide = it->second.verdict.readiness == Readiness::kReadyWithWorkaround;
       c.extra_env.push_back(absl::StrCat("BERTH_SHIM_HIDE_CGROUP2=", hide ? "1" : "0"));
+    }
+    auto env = shim_env_.find(sandbox.handler);
+    if (env != shim_env_.end()) {
+      c.extra_env.insert(c.extra_env.end(), env->second.begin(), env->second.end());
     }
   }
   c.timeout = kShimCommandTimeout;

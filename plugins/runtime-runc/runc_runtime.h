@@ -29,6 +29,12 @@
 namespace berth::runc {
 
 inline constexpr char kPluginId[] = "io.berth.runtime.runc";
+inline constexpr char kShimV2PluginId[] = "io.berth.runtime.kata";
+
+// What the plugin's handlers run: runc-compatible OCI runtimes under a shim (berth-shim by
+// default), or shim v2 runtimes whose shim is the whole runtime (Kata, gVisor, runwasi...:
+// the io.berth.runtime.kata plugin, docs/runtime-classes.md).
+enum class HandlerKind { kRunc, kShimV2 };
 inline constexpr char kShimNamespace[] = "berth";
 inline constexpr char kShimExtService[] = "berth.shim.v1.Shim";
 
@@ -37,7 +43,10 @@ std::string DefaultShimPath();
 
 class RuncRuntime {
  public:
-  static sdk::Status Create(sdk::Host host, std::unique_ptr<RuncRuntime>* out);
+  static sdk::Status Create(sdk::Host host, std::unique_ptr<RuncRuntime>* out) {
+    return Create(host, HandlerKind::kRunc, out);
+  }
+  static sdk::Status Create(sdk::Host host, HandlerKind kind, std::unique_ptr<RuncRuntime>* out);
   // Leaves every shim running (containers outlive berthd); stops following them.
   ~RuncRuntime();
   RuncRuntime(const RuncRuntime&) = delete;
@@ -64,7 +73,9 @@ class RuncRuntime {
     std::atomic<bool> no_info{false};  // the shim has no berth.shim.v1.Shim/Info
   };
 
-  explicit RuncRuntime(sdk::Host host);
+  RuncRuntime(sdk::Host host, HandlerKind kind);
+  // control("handler_info"): what a handler runs and speaks.
+  absl::Status HandlerInfo(std::string_view request_json, std::string* out);
 
   absl::Status DoCreate(std::string_view handler, const std::string& sandbox_id,
                         std::string_view request, absl::Time deadline, std::string* response);
@@ -131,7 +142,9 @@ class RuncRuntime {
                                 const std::string& shim);
 
   sdk::Host host_;
-  std::string state_dir_;       // <state>/io.berth.runtime.runc
+  const HandlerKind kind_;
+  const char* const plugin_id_;
+  std::string state_dir_;       // <state>/<plugin id>
   std::string events_address_;  // -address given to shims (never listened on)
   std::string default_shim_;
   plugins::HandlerTable handlers_;
@@ -148,6 +161,7 @@ class RuncRuntime {
   };
   mutable std::mutex probe_mu_;
   std::map<std::string, Probe> probes_;    // by handler; guarded by probe_mu_
+  std::map<std::string, std::vector<std::string>> shim_env_;  // by handler; guarded by probe_mu_
   std::optional<CgroupHost> cgroup_host_;  // guarded by probe_mu_
 
   std::atomic<bool> stopping_{false};

@@ -387,12 +387,22 @@ class PodHarness {
     WriteFile(root_ / "net.d" / "10-test.conflist", Conflist());
     fs::create_directories(log_root());
     daemon_ = std::make_unique<Daemon>(daemon_dir());
+    // runc through berth-shim (the default), and Debian's containerd-shim-runc-v2 as a
+    // handler of the shim v2 kind (what Kata would be on a node with KVM), plus one whose
+    // shim does not exist.
     std::string runtimes =
         "runtimes:\n  runc:\n    plugin: io.berth.runtime.runc\n"
         "    options:\n      binary: runc\n      root: " +
-        (root_ / "runc-root").string() + "\ndefault_runtime: runc\n";
+        (root_ / "runc-root").string() +
+        "\n  shimv2-test:\n    plugin: io.berth.runtime.kata\n"
+        "    options:\n      shim: /usr/bin/containerd-shim-runc-v2\n"
+        "  shimv2-missing:\n    plugin: io.berth.runtime.kata\n"
+        "    options:\n      shim: /nonexistent/containerd-shim-missing-v2\n"
+        "default_runtime: runc\n";
     std::string config =
         BaseConfig(root_ / "net.d", "    sandbox_image: " + images_.pause + "\n", runtimes);
+    config.replace(config.find("  io.berth.runtime.runc: {}\n"), 0,
+                   "  io.berth.runtime.kata: {}\n");
     if (const char* level = std::getenv("BERTH_TEST_LOG_LEVEL"); level != nullptr) {
       config.replace(0, config.find('\n'), std::string("log_level: ") + level);
     }

@@ -201,7 +201,10 @@ class Session {
   void OnClientClosedLocked(uint32_t stream_id, Actions* actions) {
     if (stream_id == stdin_stream_ && stdin_stream_ != 0 && !stdin_done_) {
       stdin_done_ = true;
-      if (!started_) return;  // applied at start
+      if (!started_) {
+        stdin_ended_before_start_ = true;  // applied at start, after the pending data
+        return;
+      }
       if (req_.tty()) {
         // §6.4: with a tty, the end of the client's input ends the output relay; the
         // process runs on and its exit status still comes.
@@ -256,7 +259,9 @@ class Session {
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending.swap(pending_stdin_);
-      stdin_done = stdin_done_ && stdin_stream_ != 0 && req_.stdin();
+      // Only an end that came before the start: a later one is in the caller's actions,
+      // after the data that preceded it.
+      stdin_done = stdin_ended_before_start_ && req_.stdin();
       tty_stop = stdin_done && req_.tty();
       size = pending_size_;
       if (tty_stop) StopOutputLocked();
@@ -408,6 +413,7 @@ class Session {
   ResizeDecoder resize_;
   bool resize_failed_ = false;
   bool stdin_done_ = false;
+  bool stdin_ended_before_start_ = false;
   bool started_ = false;
   bool output_stopped_ = false;
   bool ending_ = false;       // the closing sequence was sent
