@@ -20,7 +20,7 @@ constexpr char kDefaultSandboxImage[] = "registry.k8s.io/pause:3.10";
 
 const std::set<std::string>& KnownKeys() {
   static const std::set<std::string> keys = {"cgroup_driver", "sandbox_image", "stream_address",
-                                             "stream_port"};
+                                             "stream_port", "cdi_spec_dirs"};
   return keys;
 }
 
@@ -39,8 +39,8 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
   for (auto& [key, value] : p->config_.items()) {
     if (KnownKeys().count(key) == 0) {
       return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
-                                  "\" for plugin io.berth.cri (known keys: cgroup_driver, "
-                                  "sandbox_image, stream_address, stream_port)");
+                                  "\" for plugin io.berth.cri (known keys: cdi_spec_dirs, "
+                                  "cgroup_driver, sandbox_image, stream_address, stream_port)");
     }
   }
   // Without a choice in the configuration: systemd when its driver runs and reaches systemd
@@ -173,6 +173,20 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                   "(0: any free port), got " + v.dump());
     }
     opts.stream_port = v.get<int>();
+  }
+  // CDI spec directories (docs/security.md): absolute paths, later ones win.
+  if (p->config_.contains("cdi_spec_dirs")) {
+    const auto& v = p->config_["cdi_spec_dirs"];
+    bool ok = v.is_array() && !v.empty();
+    for (const auto& d : ok ? v : nlohmann::json::array()) {
+      ok = ok && d.is_string() && !d.get<std::string>().empty() && d.get<std::string>()[0] == '/';
+    }
+    if (!ok) {
+      return sdk::InvalidArgument(host.ConfigWhere("cdi_spec_dirs") +
+                                  ": key \"cdi_spec_dirs\": expected a list of absolute "
+                                  "directories (e.g. [/etc/cdi, /var/run/cdi]), got " + v.dump());
+    }
+    for (const auto& d : v) opts.cdi_spec_dirs.push_back(d.get<std::string>());
   }
   opts.state_dir = host.StateDir();
   opts.default_handler = p->default_runtime_;

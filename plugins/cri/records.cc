@@ -141,6 +141,7 @@ json ContainerRecord::ToJson() const {
           {"task_created", task_created},
           {"uid", uid},
           {"gid", gid},
+          {"additional_gids", additional_gids},
           {"username", username}};
 }
 
@@ -176,6 +177,7 @@ absl::StatusOr<ContainerRecord> ContainerRecord::FromJson(const json& j) {
     r.task_created = j.value("task_created", false);
     r.uid = j.value("uid", 0u);
     r.gid = j.value("gid", 0u);
+    r.additional_gids = j.value("additional_gids", std::vector<uint32_t>{});
     r.username = j.value("username", "");
   } catch (const json::exception& e) {
     return absl::DataLossError(absl::StrCat("container record: ", e.what()));

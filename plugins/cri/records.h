@@ -63,6 +63,7 @@ struct ContainerRecord {
   int stop_signal = 15;
   bool task_created = false;
   uint32_t uid = 0, gid = 0;  // the process's user from the spec
+  std::vector<uint32_t> additional_gids;  // its process.user.additionalGids
   std::string username;
 
   nlohmann::json ToJson() const;

@@ -419,6 +419,7 @@ SpecInputs RuntimeServiceImpl::BaseSpecInputs(const std::string& sandbox_id,
   in.oom_score_adj_min = oom_score_adj_min_;
   in.host_capabilities = host_capabilities_;
   in.image_name = image_name;
+  if (!options_.cdi_spec_dirs.empty()) in.cdi_spec_dirs = options_.cdi_spec_dirs;
   return in;
 }
 
@@ -590,7 +591,9 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*,
     rh->mutable_features()->set_recursive_read_only_mounts(false);
     rh->mutable_features()->set_user_namespaces(false);
   }
-  resp->mutable_features()->set_supplemental_groups_policy(false);
+  // SupplementalGroupsPolicy Strict is honoured (the image's /etc/group memberships are left
+  // out) and ContainerStatus.user reports the groups: the kubelet may admit Strict pods.
+  resp->mutable_features()->set_supplemental_groups_policy(true);
   if (req->verbose()) {
     json info = plugin_->Info();
     const LsmState lsm = LsmSupport();
@@ -1229,6 +1232,8 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
     std::lock_guard<std::mutex> lock(mu_);
     rec.uid = spec["process"]["user"].value("uid", 0u);
     rec.gid = spec["process"]["user"].value("gid", 0u);
+    rec.additional_gids =
+        spec["process"]["user"].value("additionalGids", std::vector<uint32_t>{});
   }
   RETURN_IF_ERROR(WriteDurable(bundle + "/config.json", spec.dump()));
   CreateTask task;
@@ -1462,6 +1467,9 @@ void RuntimeServiceImpl::FillContainerStatus(const Container& c,
   }
   out->mutable_user()->mutable_linux()->set_uid(r.uid);
   out->mutable_user()->mutable_linux()->set_gid(r.gid);
+  for (uint32_t g : r.additional_gids) {
+    out->mutable_user()->mutable_linux()->add_supplemental_groups(g);
+  }
 }
 
 grpc::Status RuntimeServiceImpl::ContainerStatus(grpc::ServerContext*,

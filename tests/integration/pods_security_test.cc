@@ -366,6 +366,9 @@ TEST_F(PodSecurityTest, UsersAndGroupsComeFromTheSecurityContextAndTheImage) {
   ASSERT_OK(h_->ContainerStatus(nums, &st));
   EXPECT_EQ(st.user().linux().uid(), 2000);
   EXPECT_EQ(st.user().linux().gid(), 3000);
+  EXPECT_THAT(std::vector<int64_t>(st.user().linux().supplemental_groups().begin(),
+                                   st.user().linux().supplemental_groups().end()),
+              ::testing::UnorderedElementsAre(3000, 4000));
 
   // run_as_username; Strict leaves out the image's group memberships.
   std::string strict =
