@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "plugins/cri/streaming/k8s_remotecommand.h"
 #include "plugins/cri/streaming/spdy.h"
 #include "plugins/cri/streaming/upgrade.h"
+#include "plugins/cri/streaming/websocket.h"
 
 namespace berth::cri::streaming {
 namespace {
@@ -29,9 +29,8 @@ constexpr char kPortForwardKind[] = "portforward";
 constexpr char kExecKind[] = "exec";
 constexpr char kAttachKind[] = "attach";
 
-bool IsWebSocketUpgrade(const HttpRequest& req) {
-  return absl::EqualsIgnoreCase(req.Header("Upgrade"), "websocket");
-}
+// At most 128 ports per WebSocket port-forward: channel 2i+1 must fit in a byte (§9.4).
+constexpr size_t kMaxWebSocketPorts = 128;
 
 }  // namespace
 
@@ -459,9 +458,8 @@ void StreamingServer::HandleConnection(int fd) {
       (void)WriteAll(fd, NotFoundResponse());
       return;
     }
-    if (IsWebSocketUpgrade(*req)) {
-      // TODO(streaming): WebSocket exec/attach (§9.2). Refused as containerd does.
-      (void)WriteAll(fd, HttpResponse(403, {}));
+    if (websocket::IsWebSocketUpgrade(*req)) {
+      ServeWebSocketRemoteCommand(fd, *req, std::move(rc), rest);
       return;
     }
     const Upgrade upgrade = CheckSpdyUpgrade(*req, /*port_forward=*/false);
@@ -481,10 +479,8 @@ void StreamingServer::HandleConnection(int fd) {
     (void)WriteAll(fd, NotFoundResponse());
     return;
   }
-  if (IsWebSocketUpgrade(*req)) {
-    // TODO(streaming): WebSocket port-forward (§9.4). Refused as containerd does, with a 403
-    // and no body, so that clients fall back to SPDY.
-    (void)WriteAll(fd, HttpResponse(403, {}));
+  if (websocket::IsWebSocketUpgrade(*req)) {
+    ServeWebSocketPortForward(fd, *req, std::move(pf), rest, conn_number);
     return;
   }
   const Upgrade upgrade = CheckSpdyUpgrade(*req, /*port_forward=*/true);
@@ -494,6 +490,93 @@ void StreamingServer::HandleConnection(int fd) {
   PortForwardSession pfs(fd, *std::move(session), std::move(pf), options_, port_forward_,
                          conn_number);
   pfs.Run(std::move(rest));
+}
+
+namespace {
+
+WebSocketSessionOptions WebSocketOptions(const StreamingServerOptions& options) {
+  WebSocketSessionOptions ws;
+  ws.idle_timeout = options.idle_timeout;
+  ws.max_message_bytes = options.websocket_max_message_bytes;
+  return ws;
+}
+
+}  // namespace
+
+void StreamingServer::ServeWebSocketRemoteCommand(int fd, const HttpRequest& req,
+                                                  RemoteCommandRequest rc,
+                                                  const std::string& rest) {
+  const websocket::Handshake handshake =
+      websocket::CheckUpgrade(req, websocket::kRemoteCommandProtocols);
+  if (!WriteAll(fd, handshake.response) || !handshake.ok) return;
+  const WebSocketSessionOptions options = WebSocketOptions(options_);
+  RunWebSocketRemoteCommand(fd, websocket::ParseChannelProtocol(handshake.protocol), std::move(rc),
+                            options, exec_, attach_, rest);
+}
+
+void StreamingServer::ServeWebSocketPortForward(int fd, const HttpRequest& req,
+                                                runtime::v1::PortForwardRequest pf,
+                                                const std::string& rest, int conn_number) {
+  const websocket::Handshake handshake =
+      websocket::CheckUpgrade(req, websocket::kPortForwardProtocols);
+  if (!handshake.ok) {
+    (void)WriteAll(fd, handshake.response);
+    return;
+  }
+  const std::vector<std::pair<std::string, std::string>> text = {
+      {"Content-Type", "text/plain; charset=utf-8"}};
+  const WebSocketSessionOptions options = WebSocketOptions(options_);
+  if (handshake.protocol == websocket::kSpdyTunnelProtocol) {
+    // §9.5: the port-forward SPDY session, fed through a socket pair whose other end the
+    // tunnel relays to and from WebSocket binary messages.
+    int pair[2];
+    absl::StatusOr<spdy::ServerSession> session = spdy::ServerSession::Create();
+    if (!session.ok() || ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      (void)WriteAll(
+          fd, HttpResponse(500, text, "cannot set up the SPDY session of a WebSocket tunnel\n"));
+      return;
+    }
+    sdk::UniqueFd outer(pair[0]), inner(pair[1]);
+    if (!WriteAll(fd, handshake.response)) return;
+    std::thread spdy_thread([&] {
+      PortForwardSession pfs(inner.get(), *std::move(session), std::move(pf), options_,
+                             port_forward_, conn_number);
+      pfs.Run("");
+      ::shutdown(inner.get(), SHUT_RDWR);  // the tunnel sees the end
+    });
+    RunWebSocketTunnel(fd, outer.get(), options, rest);
+    spdy_thread.join();
+    return;
+  }
+  // §9.4: the ports of the stored request (the kubelet fills it from `?port=`); a client that
+  // asked for none names them in the query, as at the kubelet's endpoint.
+  std::vector<uint16_t> ports;
+  for (int32_t p : pf.port()) {
+    if (p < 1 || p > 65535) {
+      (void)WriteAll(fd, HttpResponse(400, text, absl::StrCat("invalid port ", p, "\n")));
+      return;
+    }
+    ports.push_back(static_cast<uint16_t>(p));
+  }
+  if (ports.empty()) {
+    absl::StatusOr<std::vector<uint16_t>> query = websocket::PortsFromQuery(req.target);
+    if (!query.ok()) {
+      (void)WriteAll(fd, HttpResponse(400, text, absl::StrCat(query.status().message(), "\n")));
+      return;
+    }
+    ports = *std::move(query);
+  }
+  if (ports.size() > kMaxWebSocketPorts) {
+    (void)WriteAll(fd, HttpResponse(400, text,
+                                    absl::StrCat(ports.size(), " ports asked for; at most ",
+                                                 kMaxWebSocketPorts, " per WebSocket\n")));
+    return;
+  }
+  if (!WriteAll(fd, handshake.response)) return;
+  const std::string sandbox = pf.pod_sandbox_id();
+  const PortDialer dial = [this, &sandbox](uint16_t port) { return port_forward_(sandbox, port); };
+  RunWebSocketPortForward(fd, websocket::ParseChannelProtocol(handshake.protocol), ports, sandbox,
+                          options, dial, rest);
 }
 
 }  // namespace berth::cri::streaming

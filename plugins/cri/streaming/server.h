@@ -20,7 +20,12 @@
 // Exec and attach URLs lead to the sessions of remote_command.h (v1-v4 of the remote
 // command protocol).
 //
-// Not implemented yet: WebSocket (refused with 403 so that clients fall back to SPDY), TLS.
+// A WebSocket upgrade (§3.4: Upgrade: websocket, Connection: upgrade) on any of the three
+// URLs goes to websocket.h instead: the channel protocols of exec/attach (v5 included) and of
+// port-forward (ports from the stored request, else from `?port=`), and SPDY over WebSocket
+// for port-forward, which runs the same port-forward session as a plain SPDY upgrade.
+//
+// Not implemented yet: TLS.
 #pragma once
 
 #include <atomic>
@@ -44,6 +49,9 @@ struct StreamingServerOptions {
   int port = 0;                       // 0: an ephemeral port
   absl::Duration idle_timeout = absl::Hours(4);
   absl::Duration stream_creation_timeout = absl::Seconds(30);
+  // The largest WebSocket message a client may send (x/net/websocket's default); more is
+  // answered with Close 1009.
+  size_t websocket_max_message_bytes = 32 << 20;
 };
 
 // A connected TCP socket to `port` of the pod sandbox `sandbox_id` (its network namespace,
@@ -84,6 +92,12 @@ class StreamingServer {
   class PortForwardSession;
 
   void HandleConnection(int fd);
+  // The WebSocket variants (§9), after the token was consumed; they write the handshake
+  // response and run the session.
+  void ServeWebSocketRemoteCommand(int fd, const HttpRequest& req, RemoteCommandRequest rc,
+                                   const std::string& rest);
+  void ServeWebSocketPortForward(int fd, const HttpRequest& req, runtime::v1::PortForwardRequest pf,
+                                 const std::string& rest, int conn_number);
 
   const StreamingServerOptions options_;
   absl::StatusOr<std::string> Url(const char* kind, const std::string& payload);
