@@ -398,7 +398,13 @@ class PodHarness {
         "    options:\n      shim: /usr/bin/containerd-shim-runc-v2\n"
         "  shimv2-missing:\n    plugin: io.berth.runtime.kata\n"
         "    options:\n      shim: /nonexistent/containerd-shim-missing-v2\n"
+        "  shimv2-crash:\n    plugin: io.berth.runtime.kata\n"
+        "    options:\n      shim: " + (root_ / "crashing-shim").string() + "\n"
         "default_runtime: runc\n";
+    // A shim v2 that fails its `start` (as Kata does on a node without KVM).
+    WriteFile(root_ / "crashing-shim",
+              "#!/bin/sh\necho 'cannot start the sandbox: /dev/kvm: no such device' >&2\nexit 1\n");
+    fs::permissions(root_ / "crashing-shim", fs::perms::owner_all);
     std::string config =
         BaseConfig(root_ / "net.d", "    sandbox_image: " + images_.pause + "\n", runtimes);
     config.replace(config.find("  io.berth.runtime.runc: {}\n"), 0,

@@ -4,12 +4,15 @@
 // containerd-shim-runc-v2 — a real shim v2 that knows nothing of berth. The same things as
 // with berth-shim must work: the CRI log (written by berthd from FIFOs), ExecSync, streaming
 // exec and attach, stats, stop and removal, and a berthd restart in the middle.
+#include <signal.h>
+
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "nlohmann/json.hpp"
 #include "gtest/gtest.h"
 #include "plugins/cri/streaming/tests/port_forward_client.h"
 #include "tests/integration/pod_fixture.h"
@@ -264,6 +267,55 @@ TEST_F(PodShimV2Test, AHandlerWhoseShimIsMissingFailsThePodNamingIt) {
   const std::string info = resp.info().count("config") ? resp.info().at("config") : "";
   EXPECT_THAT(info, HasSubstr("ShimBinaryNotFound"));
   EXPECT_THAT(info, HasSubstr("/nonexistent/containerd-shim-missing-v2"));
+  ExpectBackTo(before);
+}
+
+TEST_F(PodShimV2Test, AShimThatFailsToStartFailsThePodWithItsMessage) {
+  const Footprint before = Baseline();
+  std::string id;
+  grpc::Status s = h_->RunPod(h_->NewPod("crash"), &id, "shimv2-crash");
+  EXPECT_NE(s.error_code(), grpc::StatusCode::OK);
+  EXPECT_THAT(s.error_message(), HasSubstr("/dev/kvm: no such device"));
+  EXPECT_THAT(s.error_message(), HasSubstr("crashing-shim"));
+  // Nothing of the pod is left (network, mounts, cgroups), and runc pods still run.
+  ExpectBackTo(before);
+  std::string ok;
+  EXPECT_TRUE(h_->RunPod(h_->NewPod("after"), &ok).ok());
+}
+
+TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) {
+  const Footprint before = Baseline();
+  v1::PodSandboxConfig pod;
+  const std::string pod_id = RunPod(&pod, "orphan");
+  ASSERT_FALSE(pod_id.empty());
+  // The pod's shim: the parent of its pause process (containerd's shim reparents to init).
+  v1::PodSandboxStatusResponse pst;
+  ASSERT_TRUE(h_->PodStatus(pod_id, &pst, true).ok());
+  const std::string info = pst.info().count("info") ? pst.info().at("info") : "";
+  const nlohmann::json j = nlohmann::json::parse(info, nullptr, false);
+  const int pause = j.is_object() ? j.value("pid", 0) : 0;
+  ASSERT_GT(pause, 0) << info;
+  std::ifstream stat("/proc/" + std::to_string(pause) + "/stat");
+  std::string statline;
+  std::getline(stat, statline);
+  std::istringstream fields(statline.substr(statline.rfind(')') + 2));
+  std::string state;
+  int shim = 0;
+  fields >> state >> shim;
+  ASSERT_GT(shim, 1) << statline;
+  std::string comm = ReadFileText("/proc/" + std::to_string(shim) + "/comm");
+  ASSERT_THAT(comm, StartsWith("containerd-shim")) << "pid " << shim;
+  ASSERT_EQ(::kill(shim, SIGKILL), 0);
+
+  std::string id;
+  grpc::Status s = h_->RunContainer(pod_id, pod, h_->NewContainer(pod, "late", {"true"}), &id);
+  EXPECT_NE(s.error_code(), grpc::StatusCode::OK);
+  EXPECT_TRUE(Eventually([&] {
+    v1::PodSandboxStatusResponse st;
+    return h_->PodStatus(pod_id, &st).ok() && st.status().state() == v1::SANDBOX_NOTREADY;
+  })) << "the sandbox of a dead shim is still ready";
+  EXPECT_TRUE(h_->StopPod(pod_id).ok());
+  EXPECT_TRUE(h_->RemovePod(pod_id).ok());
   ExpectBackTo(before);
 }
 
