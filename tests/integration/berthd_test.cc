@@ -177,12 +177,13 @@ TEST_F(BerthdTest, OneCgroupManager) {
 TEST_F(BerthdTest, UnimplementedMethodsSayUnimplemented) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
-  // Exec and Attach (streaming) and checkpointing are not there yet; PortForward is.
+  // Checkpointing is not there yet; the streaming RPCs are, and refuse empty requests.
   runtime::v1::ExecResponse r1;
-  EXPECT_EQ(Runtime()->Exec(Ctx().get(), {}, &r1).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(Runtime()->Exec(Ctx().get(), {}, &r1).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   runtime::v1::AttachResponse r1a;
   EXPECT_EQ(Runtime()->Attach(Ctx().get(), {}, &r1a).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+            grpc::StatusCode::INVALID_ARGUMENT);
   runtime::v1::PortForwardResponse r2;
   EXPECT_EQ(Runtime()->PortForward(Ctx().get(), {}, &r2).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);

@@ -1,17 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 // berthctl: the operator's client for berthd, over the same CRI socket the kubelet uses.
 #include <grpcpp/grpcpp.h>
-
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
+#include "berth/unique_fd.hpp"
 #include "berth/v1/berth.grpc.pb.h"
 #include "cri/v1/api.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "plugins/cri/streaming/stream_client.h"
 
 namespace berth::ctl {
 namespace {
@@ -27,12 +41,22 @@ commands:
   inspecti REF   an image's status and configuration, as JSON
   rmi REF...     remove images (by tag, digest or id)
   imagefsinfo    bytes and inodes used by the image filesystem
+  exec [-i] [-t] CONTAINER -- CMD...
+                 run a command in a running container; berthctl exits with its exit code
+  attach [-i] [-t] CONTAINER
+                 attach to a running container's main process (its output, and -i: its stdin)
+  port-forward POD [LOCAL:]REMOTE...
+                 forward 127.0.0.1:LOCAL (REMOTE when left out, any free port when 0 or
+                 empty) to port REMOTE of a pod, until interrupted
 
 options:
   --socket PATH   berthd's socket (default /run/berth/berth.sock, or $BERTH_SOCKET)
   -o FORMAT       text (default) or json, for scripts
   --timeout S     give up after S seconds (default 10; pull: no limit unless given)
   --creds U:P     registry credentials for pull
+  -i, --stdin     exec, attach: send berthctl's stdin to the process
+  -t, --tty       exec, attach: a terminal for the process (stdout and stderr merged); with
+                  -i on a terminal, the local terminal is put in raw mode and its size follows
 )";
 
 struct Options {
@@ -41,6 +65,8 @@ struct Options {
   int timeout_s = 10;
   bool timeout_given = false;
   std::string creds;
+  bool stdin = false;  // exec, attach: -i
+  bool tty = false;    // exec, attach: -t
   std::string command;
   std::vector<std::string> args;
 };
@@ -70,6 +96,116 @@ std::pair<std::string, std::string> SplitTag(const std::string& tag) {
 int Usage(const std::string& error) {
   std::fprintf(stderr, "berthctl: %s\n\n%s", error.c_str(), kUsage);
   return 2;
+}
+
+// ---- terminals and signals, for exec, attach and port-forward ----
+
+// The signals the streaming commands handle themselves. They are blocked before any thread
+// exists (gRPC starts its own), so that only SignalWatcher's signalfd receives them.
+constexpr int kStreamSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+
+void BlockStreamSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kStreamSignals) sigaddset(&set, sig);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // A closed stdout (berthctl exec ... | head -1) is not a reason to die mid-session.
+  signal(SIGPIPE, SIG_IGN);
+}
+
+// Runs `on_signal` on a thread of its own for each blocked stream signal that arrives.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::function<void(int)> on_signal) : on_signal_(std::move(on_signal)) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : kStreamSignals) sigaddset(&set, sig);
+    signals_.Reset(signalfd(-1, &set, SFD_CLOEXEC));
+    stop_.Reset(eventfd(0, EFD_CLOEXEC));
+    if (!signals_.valid() || !stop_.valid()) {
+      std::perror("berthctl: signalfd");
+      return;
+    }
+    thread_ = std::thread([this] {
+      for (;;) {
+        pollfd p[2] = {{signals_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+        if (p[1].revents != 0) return;
+        signalfd_siginfo info;
+        if (read(signals_.get(), &info, sizeof(info)) == sizeof(info)) {
+          on_signal_(static_cast<int>(info.ssi_signo));
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    if (!thread_.joinable()) return;
+    const uint64_t one = 1;
+    (void)!write(stop_.get(), &one, sizeof(one));
+    thread_.join();
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  std::function<void(int)> on_signal_;
+  sdk::UniqueFd signals_, stop_;
+  std::thread thread_;
+};
+
+// The local terminal in raw mode for as long as it lives (keys go to the remote terminal as
+// typed: Ctrl-C, Ctrl-D and Ctrl-Z included), restored afterwards.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) : fd_(fd) {
+    if (tcgetattr(fd_, &saved_) != 0) return;
+    termios raw = saved_;
+    cfmakeraw(&raw);
+    active_ = tcsetattr(fd_, TCSADRAIN, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) tcsetattr(fd_, TCSADRAIN, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_;
+  termios saved_{};
+  bool active_ = false;
+};
+
+// The size of the local terminal (stdout's, else stdin's), as kubectl reads it.
+std::optional<cri::streaming::TerminalSize> LocalTerminalSize() {
+  for (int fd : {STDOUT_FILENO, STDIN_FILENO}) {
+    winsize ws{};
+    if (isatty(fd) == 1 && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+      return cri::streaming::TerminalSize{ws.ws_col, ws.ws_row};
+    }
+  }
+  return std::nullopt;
+}
+
+// "8080:80", "80" (the same port locally) or ":80" (any free local port).
+std::optional<cri::streaming::PortForwardSpec> ParsePortPair(const std::string& text) {
+  cri::streaming::PortForwardSpec spec;
+  const size_t colon = text.find(':');
+  const std::string local = colon == std::string::npos ? text : text.substr(0, colon);
+  const std::string remote = colon == std::string::npos ? text : text.substr(colon + 1);
+  if (!absl::SimpleAtoi(remote, &spec.remote_port) || spec.remote_port < 1 ||
+      spec.remote_port > 65535) {
+    return std::nullopt;
+  }
+  if (local.empty()) {
+    spec.local_port = 0;
+  } else if (!absl::SimpleAtoi(local, &spec.local_port) || spec.local_port < 0 ||
+             spec.local_port > 65535) {
+    return std::nullopt;
+  }
+  return spec;
 }
 
 // The CRI messages are compiled for the lite runtime (no reflection): JSON by hand, with
@@ -311,6 +447,103 @@ class Client {
     return 0;
   }
 
+  // exec: the CRI Exec RPC, then the session on the URL it returns.
+  int Exec() {
+    if (opts_.args.size() < 2) {
+      std::fprintf(stderr,
+                   "berthctl: exec takes a container and a command: berthctl exec [-i] "
+                   "[-t] CONTAINER -- CMD...\n");
+      return 2;
+    }
+    runtime::v1::ExecRequest req;
+    req.set_container_id(opts_.args[0]);
+    for (size_t i = 1; i < opts_.args.size(); ++i) req.add_cmd(opts_.args[i]);
+    req.set_stdin(opts_.stdin);
+    req.set_tty(opts_.tty);
+    req.set_stdout(true);
+    req.set_stderr(!opts_.tty);  // a terminal merges them (the CRI refuses both)
+    runtime::v1::ExecResponse resp;
+    if (!Report("Exec", runtime_->Exec(Ctx().get(), req, &resp))) return 1;
+    cri::streaming::ExecClient exec(resp.url(), LocalIo(), StreamOptions());
+    return RunRemoteCommand(exec, "exec in " + opts_.args[0]);
+  }
+
+  int Attach() {
+    if (opts_.args.size() != 1) {
+      std::fprintf(stderr,
+                   "berthctl: attach takes one container: berthctl attach [-i] [-t] "
+                   "CONTAINER\n");
+      return 2;
+    }
+    runtime::v1::AttachRequest req;
+    req.set_container_id(opts_.args[0]);
+    req.set_stdin(opts_.stdin);
+    req.set_tty(opts_.tty);
+    req.set_stdout(true);
+    req.set_stderr(!opts_.tty);
+    runtime::v1::AttachResponse resp;
+    if (!Report("Attach", runtime_->Attach(Ctx().get(), req, &resp))) return 1;
+    cri::streaming::AttachClient attach(resp.url(), LocalIo(), StreamOptions());
+    return RunRemoteCommand(attach, "attach to " + opts_.args[0]);
+  }
+
+  int PortForward() {
+    if (opts_.args.size() < 2) {
+      std::fprintf(stderr,
+                   "berthctl: port-forward takes a pod and port pairs: berthctl "
+                   "port-forward POD [LOCAL:]REMOTE...\n");
+      return 2;
+    }
+    std::vector<cri::streaming::PortForwardSpec> ports;
+    runtime::v1::PortForwardRequest req;
+    req.set_pod_sandbox_id(opts_.args[0]);
+    for (size_t i = 1; i < opts_.args.size(); ++i) {
+      std::optional<cri::streaming::PortForwardSpec> spec = ParsePortPair(opts_.args[i]);
+      if (!spec.has_value()) {
+        std::fprintf(stderr,
+                     "berthctl: bad port pair \"%s\": use LOCAL:REMOTE, REMOTE or "
+                     ":REMOTE (ports 1-65535)\n",
+                     opts_.args[i].c_str());
+        return 2;
+      }
+      ports.push_back(*spec);
+      req.add_port(spec->remote_port);
+    }
+    runtime::v1::PortForwardResponse resp;
+    if (!Report("PortForward", runtime_->PortForward(Ctx().get(), req, &resp))) return 1;
+    cri::streaming::PortForwardCallbacks callbacks;
+    callbacks.on_connection = [](const cri::streaming::PortForwardSpec& p) {
+      std::printf("Handling connection for %d\n", p.local_port);
+      std::fflush(stdout);
+    };
+    callbacks.on_error = [](const absl::Status& s) {
+      std::fprintf(stderr, "berthctl: port-forward: %s\n", std::string(s.message()).c_str());
+    };
+    absl::StatusOr<std::unique_ptr<cri::streaming::PortForwardClient>> pf =
+        cri::streaming::PortForwardClient::Start(resp.url(), ports, callbacks, StreamOptions());
+    if (!pf.ok()) {
+      std::fprintf(stderr, "berthctl: port-forward to %s: %s\n", opts_.args[0].c_str(),
+                   std::string(pf.status().message()).c_str());
+      return 1;
+    }
+    for (const cri::streaming::PortForwardSpec& p : (*pf)->ports()) {
+      std::printf("Forwarding from 127.0.0.1:%d -> %d\n", p.local_port, p.remote_port);
+    }
+    std::fflush(stdout);
+    cri::streaming::PortForwardClient* raw = pf->get();
+    SignalWatcher signals([raw](int sig) {
+      if (sig != SIGWINCH) raw->Stop();  // SIGINT, SIGTERM, SIGHUP: done
+    });
+    absl::Status s = (*pf)->Wait();
+    (*pf)->Stop();
+    if (!s.ok()) {
+      std::fprintf(stderr, "berthctl: port-forward to %s: %s\n", opts_.args[0].c_str(),
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
+
   // Returns false (after printing why) when the call failed.
   template <typename Req, typename Resp, typename Fn>
   bool Call(const char* what, Fn fn, const Req& req, Resp* resp) {
@@ -410,6 +643,57 @@ class Client {
   }
 
  private:
+  cri::streaming::RemoteCommandIo LocalIo() {
+    cri::streaming::RemoteCommandIo io;
+    io.stdin_fd = opts_.stdin ? STDIN_FILENO : -1;
+    io.stdout_fd = STDOUT_FILENO;
+    io.stderr_fd = opts_.tty ? -1 : STDERR_FILENO;
+    io.tty = opts_.tty;
+    if (opts_.tty) io.sizes = &sizes_;
+    return io;
+  }
+
+  cri::streaming::StreamClientOptions StreamOptions() {
+    cri::streaming::StreamClientOptions o;
+    o.user_agent = "berthctl";
+    return o;
+  }
+
+  // Runs an exec or attach session to its end: the remote exit code, 1 (after saying why)
+  // when there is none, 128+N when signal N ended it here.
+  int RunRemoteCommand(cri::streaming::RemoteCommandClient& client, const std::string& what) {
+    std::optional<RawTerminal> raw;
+    if (opts_.tty) {
+      // Raw only when the keyboard is relayed: without -i, Ctrl-C must still stop berthctl.
+      if (opts_.stdin && isatty(STDIN_FILENO) == 1) raw.emplace(STDIN_FILENO);
+      if (std::optional<cri::streaming::TerminalSize> size = LocalTerminalSize()) {
+        sizes_.Push(*size);
+      }
+    }
+    std::atomic<int> stopped_by{0};
+    std::optional<absl::StatusOr<int>> result;
+    {
+      SignalWatcher signals([&](int sig) {
+        if (sig == SIGWINCH) {
+          if (std::optional<cri::streaming::TerminalSize> size = LocalTerminalSize()) {
+            sizes_.Push(*size);
+          }
+          return;
+        }
+        stopped_by = sig;
+        client.Cancel();  // the remote process goes on, as with kubectl
+      });
+      result = client.Run();
+    }
+    raw.reset();
+    if (result->ok()) return **result;
+    if (stopped_by != 0) return 128 + stopped_by;
+    std::fprintf(stderr, "berthctl: %s: %s\n", what.c_str(),
+                 std::string(result->status().message()).c_str());
+    return 1;
+  }
+
+  cri::streaming::TerminalSizeQueue sizes_;
   Options opts_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<runtime::v1::RuntimeService::Stub> runtime_;
@@ -429,6 +713,23 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    // exec: everything after the container is the command, options included (as docker and
+    // crictl read it); a "--" there is only a separator.
+    if (opts.command == "exec" && !opts.args.empty()) {
+      if (a == "--") ++i;
+      opts.args.insert(opts.args.end(), args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+      break;
+    }
+    if (a == "--") {  // the end of the options: the rest is positional
+      for (++i; i < args.size(); ++i) {
+        if (opts.command.empty()) {
+          opts.command = args[i];
+        } else {
+          opts.args.push_back(args[i]);
+        }
+      }
+      break;
+    }
     auto value = [&](std::string* out) {
       if (i + 1 >= args.size()) return false;
       *out = args[++i];
@@ -453,6 +754,12 @@ int main(int argc, char** argv) {
       opts.timeout_given = true;
     } else if (a == "--creds") {
       if (!value(&opts.creds)) return Usage("--creds needs USER:PASSWORD");
+    } else if (a == "-i" || a == "--stdin") {
+      opts.stdin = true;
+    } else if (a == "-t" || a == "--tty") {
+      opts.tty = true;
+    } else if (a == "-it" || a == "-ti") {
+      opts.stdin = opts.tty = true;
     } else if (a == "-h" || a == "--help") {
       std::printf("%s", berth::ctl::kUsage);
       return 0;
@@ -470,6 +777,13 @@ int main(int argc, char** argv) {
       return Usage(opts.command + " takes no arguments (got " + opts.args[0] + ")");
     }
   }
+  const bool streaming =
+      opts.command == "exec" || opts.command == "attach" || opts.command == "port-forward";
+  if ((opts.stdin || opts.tty) && opts.command != "exec" && opts.command != "attach") {
+    return Usage("-i and -t are options of exec and attach");
+  }
+  // Before the gRPC channel starts its threads: they must not take these signals.
+  if (streaming) berth::ctl::BlockStreamSignals();
   berth::ctl::Client client(opts);
   if (opts.command == "version") return client.Version();
   if (opts.command == "info") return client.Info();
@@ -479,5 +793,8 @@ int main(int argc, char** argv) {
   if (opts.command == "inspecti") return client.Inspecti();
   if (opts.command == "rmi") return client.Rmi();
   if (opts.command == "imagefsinfo") return client.ImageFsInfo();
+  if (opts.command == "exec") return client.Exec();
+  if (opts.command == "attach") return client.Attach();
+  if (opts.command == "port-forward") return client.PortForward();
   return Usage("unknown command " + opts.command);
 }
