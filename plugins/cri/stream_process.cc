@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "nlohmann/json.hpp"
 
 namespace berth::cri {
 namespace {
@@ -115,17 +116,38 @@ class ExecProcess final : public StreamedProcess {
     if (!s_.tty) {
       ASSIGN_OR_RETURN(task.stderr_uri, MakeFifo("stderr", O_RDONLY, &stderr_));
     }
-    RETURN_IF_ERROR(s_.tasks.Exec(s_.sandbox_id, task));
+    task_ = std::move(task);
+    return absl::OkStatus();
+  }
+
+  // Task/Exec and Task/Start, once, at the first use: a terminal's first size (Resize()
+  // before any output is read) goes into the process spec as consoleSize, so the command
+  // never sees a 0x0 terminal.
+  absl::Status EnsureStarted() {
+    std::lock_guard<std::mutex> lock(start_mu_);
+    if (started_ || !start_error_.ok()) return start_error_;
+    if (s_.tty && initial_size_.has_value()) {
+      nlohmann::json process = nlohmann::json::parse(task_.process_json, nullptr, false);
+      if (process.is_object()) {
+        process["consoleSize"] = {{"height", initial_size_->height},
+                                  {"width", initial_size_->width}};
+        task_.process_json = process.dump();
+      }
+    }
+    start_error_ = s_.tasks.Exec(s_.sandbox_id, task_);
+    if (!start_error_.ok()) return start_error_;
     absl::StatusOr<uint32_t> pid = s_.tasks.Start(s_.sandbox_id, s_.container_id, s_.exec_id);
     if (!pid.ok()) {
       (void)s_.tasks.Delete(s_.sandbox_id, s_.container_id, s_.exec_id);
-      return pid.status();
+      start_error_ = pid.status();
+      return start_error_;
     }
     started_ = true;
     return absl::OkStatus();
   }
 
   absl::StatusOr<std::optional<Chunk>> Read() override {
+    RETURN_IF_ERROR(EnsureStarted());
     for (;;) {
       if (detached_) return std::nullopt;
       if (!stdout_.valid() && !stderr_.valid()) return std::nullopt;
@@ -157,6 +179,7 @@ class ExecProcess final : public StreamedProcess {
   }
 
   absl::StatusOr<int> Wait() override {
+    RETURN_IF_ERROR(EnsureStarted());
     std::optional<int> status = s_.exit->WaitFor([this] { return detached_.load(); });
     if (!status.has_value()) return absl::CancelledError("detached");
     return *status;
@@ -164,6 +187,7 @@ class ExecProcess final : public StreamedProcess {
 
   absl::Status WriteStdin(absl::string_view data) override {
     if (!s_.stdin || stdin_closed_) return absl::FailedPreconditionError("stdin is closed");
+    RETURN_IF_ERROR(EnsureStarted());
     RETURN_IF_ERROR(OpenStdin());
     return WriteWaiting(stdin_.get(), std::string_view(data.data(), data.size()), detach_.get(), s_.exit->event_fd(), "exec stdin");
   }
@@ -171,6 +195,7 @@ class ExecProcess final : public StreamedProcess {
   void CloseStdin() override {
     if (!s_.stdin || stdin_closed_) return;
     stdin_closed_ = true;
+    if (!EnsureStarted().ok()) return;
     (void)OpenStdin();  // so that the shim's read end sees EOF, not a FIFO nobody writes
     stdin_.Reset();
     if (!s_.exit->status().has_value()) {
@@ -180,6 +205,13 @@ class ExecProcess final : public StreamedProcess {
 
   void Resize(TerminalSize size) override {
     if (!s_.tty) return;
+    {
+      std::lock_guard<std::mutex> lock(start_mu_);
+      if (!started_) {
+        initial_size_ = size;  // applied at the start
+        return;
+      }
+    }
     (void)s_.tasks.ResizePty(s_.sandbox_id, s_.container_id, s_.exec_id, size.width,
                              size.height);
   }
@@ -233,7 +265,11 @@ class ExecProcess final : public StreamedProcess {
   ExecStart s_;
   sdk::UniqueFd detach_;
   std::atomic<bool> detached_{false};
-  bool started_ = false;
+  std::mutex start_mu_;
+  ExecTask task_;
+  std::optional<TerminalSize> initial_size_;
+  absl::Status start_error_;
+  bool started_ = false;  // guarded by start_mu_ (read without it once the session ends)
   bool stdin_closed_ = false;
   sdk::UniqueFd stdin_, stdout_, stderr_;
   std::string stdin_path_;

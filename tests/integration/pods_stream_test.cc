@@ -194,7 +194,7 @@ TEST_F(PodStreamTest, ExecWithATerminalAppliesResizesAndSetsTerm) {
   ASSERT_FALSE(id.empty());
   StreamClient c;
   Streams s = Open(c,
-                   ExecUrl(id, {"sh", "-c", "sleep 1; stty size; echo term=$TERM; tty"}, true,
+                   ExecUrl(id, {"sh", "-c", "stty size; echo term=$TERM; tty"}, true,
                            true, false, true),
                    true, true, false, true);
   ASSERT_NE(s.resize, 0u);

@@ -23,6 +23,8 @@ namespace {
 
 // How long the closing sequence waits for the client's last frames before close() (§6.7 5).
 constexpr absl::Duration kLingerAfterClose = absl::Milliseconds(500);
+// How long a terminal session waits for the client's first size before starting anyway.
+constexpr absl::Duration kFirstSizeWait = absl::Seconds(1);
 
 class Session {
  public:
@@ -143,6 +145,11 @@ class Session {
         actions->resizes.push_back(**size);
       } else {
         pending_size_ = **size;
+        if (awaiting_size_) {
+          awaiting_size_ = false;
+          started_ = true;
+          actions->start = true;
+        }
       }
     }
   }
@@ -193,6 +200,13 @@ class Session {
       return;
     }
     if (++counted_ == expected_ && !started_ && !ending_) {
+      if (resize_stream_ != 0 && req_.tty() && !pending_size_.has_value() && !resize_failed_) {
+        // kubectl sends the terminal's size right after its streams: a command that reads
+        // its size at once (a shell, top) should see it, so wait for it a moment.
+        awaiting_size_ = true;
+        awaiting_size_until_ = absl::Now() + kFirstSizeWait;
+        return;
+      }
       started_ = true;
       actions->start = true;
     }
@@ -214,6 +228,11 @@ class Session {
       }
     } else if (stream_id == resize_stream_) {
       resize_failed_ = true;
+      if (awaiting_size_) {
+        awaiting_size_ = false;
+        started_ = true;
+        actions->start = true;
+      }
     }
   }
 
@@ -344,9 +363,23 @@ class Session {
 
   // Stream creation (§6.2) and idle (§5.9) timeouts.
   void Tick() {
-    std::lock_guard<std::mutex> lock(mu_);
+    Actions actions;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      TickLocked(&actions);
+    }
+    Perform(actions);
+  }
+
+  void TickLocked(Actions* actions) {
     const absl::Time now = absl::Now();
-    if (!started_ && !ending_ && now - created_ >= options_.stream_creation_timeout) {
+    if (awaiting_size_ && now >= awaiting_size_until_) {
+      awaiting_size_ = false;  // no size came: start without one
+      started_ = true;
+      actions->start = true;
+    }
+    if (!started_ && !awaiting_size_ && !ending_ &&
+        now - created_ >= options_.stream_creation_timeout) {
       // "timed out waiting for client to create streams": GOAWAY and close (§6.2).
       ending_ = true;
       session_.ResetAllStreams();
@@ -412,6 +445,8 @@ class Session {
   std::optional<TerminalSize> pending_size_;
   ResizeDecoder resize_;
   bool resize_failed_ = false;
+  bool awaiting_size_ = false;  // every stream is there; waiting for the first size
+  absl::Time awaiting_size_until_;
   bool stdin_done_ = false;
   bool stdin_ended_before_start_ = false;
   bool started_ = false;

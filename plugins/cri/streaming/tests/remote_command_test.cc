@@ -240,6 +240,37 @@ TEST_F(RemoteCommandTest, ResizesReachTheProcessAndTtyStdinEndStopsTheOutput) {
   EXPECT_EQ(c.stream(1).data, kSuccess);
 }
 
+// A terminal session starts once the client's first size is there (or after a second
+// without one): the process is created with it.
+TEST_F(RemoteCommandTest, ATerminalSessionStartsWithTheFirstSize) {
+  PortForwardClient c;
+  Upgrade(c, ExecUrl(false, true, false, true));
+  c.OpenTyped("error");
+  c.OpenTyped("stdout");
+  const uint32_t resize = c.OpenTyped("resize");
+  ASSERT_TRUE(c.ReadUntil([&] { return c.stream(resize).replied; }));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(Started()) << "started before the first size";
+  ASSERT_TRUE(c.Send(resize, "{\"Width\":120,\"Height\":50}"));
+  ASSERT_TRUE(script_->WaitFor([&] { return script_->started == 1; }));
+  ASSERT_TRUE(script_->WaitFor([&] { return !script_->sizes.empty(); }));
+  EXPECT_EQ(script_->sizes.front(), (TerminalSize{120, 50}));
+  script_->Exit(0);
+  ASSERT_TRUE(c.ReadUntil([&] { return c.goaway(); }));
+
+  // No size at all: it starts anyway after a second.
+  auto other = std::make_shared<Script>();
+  script_ = other;
+  PortForwardClient late;
+  Upgrade(late, ExecUrl(false, true, false, true));
+  late.OpenTyped("error");
+  late.OpenTyped("stdout");
+  late.OpenTyped("resize");
+  ASSERT_TRUE(other->WaitFor([&] { return other->started == 1; }, 3s));
+  other->Exit(0);
+  ASSERT_TRUE(late.ReadUntil([&] { return late.goaway(); }));
+}
+
 TEST_F(RemoteCommandTest, MissingStreamsTimeOutWithoutStartingAnything) {
   StreamingServerOptions options;
   options.stream_creation_timeout = absl::Milliseconds(300);
