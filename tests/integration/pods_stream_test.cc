@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plugins/cri/streaming/tests/port_forward_client.h"
+#include "plugins/cri/streaming/tests/websocket_client.h"
 #include "tests/integration/pod_fixture.h"
 
 namespace berth::testing {
@@ -348,6 +349,25 @@ TEST_F(PodStreamTest, AttachToAStdinOnceContainerClosesItsStdinWithTheClients) {
   ReadToEnd(c);
   EXPECT_EQ(c.stream(s.out).data, "payload\neof-seen\n");
   EXPECT_TRUE(h_->WaitForState(id, v1::CONTAINER_EXITED, seconds(10)));
+}
+
+// The same exec over WebSocket (v5.channel.k8s.io, as kubectl >= 1.30 speaks to an API
+// server, and crictl --transport websocket): stdin, the v5 CLOSE of stdin, output, status.
+TEST_F(PodStreamTest, ExecOverWebSocketV5) {
+  const std::string id = RunSleeper();
+  ASSERT_FALSE(id.empty());
+  cri::websocket::testing::WebSocketClient ws;
+  ASSERT_TRUE(ws.Connect(ExecUrl(id, {"sh", "-c", "cat; echo err >&2; exit 7"}, true, true, true,
+                                 false)));
+  ASSERT_THAT(ws.Handshake("v5.channel.k8s.io"), StartsWith("HTTP/1.1 101"));
+  EXPECT_TRUE(ws.accept_ok());
+  ASSERT_TRUE(ws.Send(0, "over websocket\n"));
+  ASSERT_TRUE(ws.SendStreamClose(0));
+  ASSERT_TRUE(ws.ReadUntil([&] { return ws.closed(); }, seconds(20)));
+  EXPECT_EQ(ws.channel(1).data, "over websocket\n");
+  EXPECT_EQ(ws.channel(2).data, "err\n");
+  EXPECT_THAT(ws.channel(3).data, HasSubstr("{\"reason\":\"ExitCode\",\"message\":\"7\"}"));
+  EXPECT_EQ(ws.close_code(), 1000);
 }
 
 }  // namespace
