@@ -534,6 +534,15 @@ void ProcessIo::CloseStdin() {
   auto self = shared_from_this();
   loop_->Post([self] {
     if (self->stdin_source_.valid()) {
+      // What the client wrote before asking for the close is still in the FIFO: it goes to
+      // the process first (the client closes its end before CloseIO).
+      char* buf = ReadBuffer();
+      for (;;) {
+        ssize_t n = ::read(self->stdin_source_.get(), buf, kReadChunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        self->QueueStdin(std::string_view(buf, static_cast<size_t>(n)));
+      }
       self->loop_->Unwatch(self->stdin_source_.get());
       self->stdin_source_.Reset();
     }

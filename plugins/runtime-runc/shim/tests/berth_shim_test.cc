@@ -919,6 +919,53 @@ TEST_F(ShimTest, FifoStdinAndStdout) {
   EXPECT_TRUE(eof) << "the shim keeps the output FIFO open after the process ended";
 }
 
+// The client writes its stdin into the FIFO, closes it and calls CloseIO at once (as berthd's
+// exec does): what is still in the FIFO reaches the process before its stdin is closed.
+TEST_F(ShimTest, CloseIOAfterTheWriterLeftLosesNothing) {
+  const std::string in = tmp_.File("in2.fifo");
+  const std::string out = tmp_.File("out2.fifo");
+  ASSERT_EQ(::mkfifo(in.c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo(out.c_str(), 0600), 0);
+  int out_fd = ::open(out.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(out_fd, 0);
+  // The process reads nothing for a while: its stdin pipe and the shim's queue (1 MiB) fill
+  // up and the rest waits in the FIFO.
+  Bundle* b = MakeBundle("drain", Args({"sh", "-c", "sleep 1; wc -c"}));
+  ttrpc::Client* c = Connect(StartShim(*b, "drain"));
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(Create(c, "drain", *b, out, "", false, "", in).ok());
+  ASSERT_TRUE(Start(c, "drain").ok());
+  int in_fd = ::open(in.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(in_fd, 0);
+  // Less than pipe + queue + FIFO can hold: the writes complete while the process sleeps.
+  const std::string data(1160000, 'x');
+  size_t written = 0;
+  while (written < data.size()) {
+    ssize_t n = ::write(in_fd, data.data() + written, data.size() - written);
+    ASSERT_GT(n, 0);
+    written += static_cast<size_t>(n);
+  }
+  ::close(in_fd);
+  task::CloseIORequest close_req;
+  close_req.set_id("drain");
+  close_req.set_stdin(true);
+  ASSERT_TRUE(Call<Empty>(c, kTask, "CloseIO", close_req).ok());
+  auto waited = Wait(c, "drain", "", absl::Seconds(20));
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  std::string got;
+  char buf[256];
+  const absl::Time until = absl::Now() + absl::Seconds(5);
+  while (got.find('\n') == std::string::npos && absl::Now() < until) {
+    pollfd p{out_fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(out_fd, buf, sizeof(buf));
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    if (n == 0) break;
+  }
+  ::close(out_fd);
+  EXPECT_EQ(got, "1160000\n");
+}
+
 TEST_F(ShimTest, SurvivesParentDeath) {
   Bundle* b = MakeBundle("orphan-shim", Args({"sleep", "1000"}));
   // Start the shim from an intermediate process that exits right after.
