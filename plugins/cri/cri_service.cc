@@ -19,8 +19,10 @@ namespace {
 constexpr char kDefaultSandboxImage[] = "registry.k8s.io/pause:3.10";
 
 const std::set<std::string>& KnownKeys() {
-  static const std::set<std::string> keys = {"cgroup_driver", "sandbox_image", "stream_address",
-                                             "stream_port", "cdi_spec_dirs"};
+  static const std::set<std::string> keys = {"cgroup_driver",       "sandbox_image",
+                                             "stream_address",      "stream_port",
+                                             "stream_tls_cert_file", "stream_tls_key_file",
+                                             "cdi_spec_dirs"};
   return keys;
 }
 
@@ -40,7 +42,8 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     if (KnownKeys().count(key) == 0) {
       return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
                                   "\" for plugin io.berth.cri (known keys: cdi_spec_dirs, "
-                                  "cgroup_driver, sandbox_image, stream_address, stream_port)");
+                                  "cgroup_driver, sandbox_image, stream_address, stream_port, "
+                                  "stream_tls_cert_file, stream_tls_key_file)");
     }
   }
   // Without a choice in the configuration: systemd when its driver runs and reaches systemd
@@ -173,6 +176,24 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                                   "(0: any free port), got " + v.dump());
     }
     opts.stream_port = v.get<int>();
+  }
+  // TLS for the streaming server: both files or neither (absolute PEM paths).
+  for (const char* key : {"stream_tls_cert_file", "stream_tls_key_file"}) {
+    if (!p->config_.contains(key)) continue;
+    const auto& v = p->config_[key];
+    if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>()[0] != '/') {
+      return sdk::InvalidArgument(host.ConfigWhere(key) + ": key \"" + key +
+                                  "\": expected the absolute path of a PEM file, got " + v.dump());
+    }
+    (std::string(key) == "stream_tls_cert_file" ? opts.stream_tls_cert_file
+                                                : opts.stream_tls_key_file) = v.get<std::string>();
+  }
+  if (opts.stream_tls_cert_file.empty() != opts.stream_tls_key_file.empty()) {
+    const char* missing =
+        opts.stream_tls_cert_file.empty() ? "stream_tls_cert_file" : "stream_tls_key_file";
+    return sdk::InvalidArgument(std::string("io.berth.cri: TLS for the streaming server needs "
+                                            "both stream_tls_cert_file and stream_tls_key_file; ") +
+                                missing + " is missing");
   }
   // CDI spec directories (docs/security.md): absolute paths, later ones win.
   if (p->config_.contains("cdi_spec_dirs")) {

@@ -185,6 +185,8 @@ absl::Status RuntimeServiceImpl::Start() {
   streaming::StreamingServerOptions stream_opts;
   stream_opts.address = options_.stream_address;
   stream_opts.port = options_.stream_port;
+  stream_opts.tls_cert_file = options_.stream_tls_cert_file;
+  stream_opts.tls_key_file = options_.stream_tls_key_file;
   streaming_ = std::make_unique<streaming::StreamingServer>(
       stream_opts,
       [this](const std::string& sandbox_id, int port) {
@@ -193,6 +195,11 @@ absl::Status RuntimeServiceImpl::Start() {
       [this](const runtime::v1::ExecRequest& req) { return StartStreamedExec(req); },
       [this](const runtime::v1::AttachRequest& req) { return StartStreamedAttach(req); });
   if (absl::Status s = streaming_->Start(); !s.ok()) {
+    if (s.code() == absl::StatusCode::kInvalidArgument) {
+      return absl::Status(s.code(), absl::StrCat(s.message(),
+                                                 " (check stream_tls_cert_file and "
+                                                 "stream_tls_key_file of io.berth.cri)"));
+    }
     return absl::Status(s.code(), absl::StrCat(s.message(),
                                                " (check stream_address and stream_port of "
                                                "io.berth.cri: is the port taken?)"));

@@ -54,6 +54,8 @@ struct RuntimeServiceOptions {
   // The streaming server (exec, attach and port-forward URLs): an IP literal to bind and a port (0: any).
   std::string stream_address = "127.0.0.1";
   int stream_port = 0;
+  // TLS (PEM files), both or neither: https:// URLs.
+  std::string stream_tls_cert_file, stream_tls_key_file;
   // Where CDI spec files are read, in increasing priority; empty = /etc/cdi, /var/run/cdi.
   std::vector<std::string> cdi_spec_dirs;
 };

@@ -374,11 +374,30 @@ StreamingServer::StreamingServer(StreamingServerOptions options, PortForwardBack
 StreamingServer::~StreamingServer() { Stop(); }
 
 absl::Status StreamingServer::Start() {
-  absl::Status s =
-      http_.Start(options_.address, options_.port, [this](int fd) { HandleConnection(fd); });
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "streaming server: TLS needs both a certificate and a key file");
+  }
+  if (!options_.tls_cert_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TlsServerContext>> tls =
+        TlsServerContext::Load(options_.tls_cert_file, options_.tls_key_file);
+    if (!tls.ok()) {
+      return absl::Status(tls.status().code(),
+                          absl::StrCat("streaming server: ", tls.status().message()));
+    }
+    tls_ = std::move(*tls);
+  }
+  absl::Status s = http_.Start(options_.address, options_.port, [this](int fd) {
+    if (tls_ != nullptr) {
+      tls_->Serve(fd, [this](int plain) { HandleConnection(plain); });
+    } else {
+      HandleConnection(fd);
+    }
+  });
   if (!s.ok()) {
     return absl::Status(s.code(),
-                        absl::StrCat("streaming server (exec, attach and port-forward URLs): ", s.message()));
+                        absl::StrCat("streaming server (exec, attach and port-forward URLs): ",
+                                     s.message()));
   }
   started_ = true;
   return absl::OkStatus();
@@ -391,7 +410,8 @@ void StreamingServer::Stop() {
 
 std::string StreamingServer::BaseUrl() const {
   const std::string& host = options_.address;
-  return absl::StrCat("http://", host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
+  return absl::StrCat(tls_ != nullptr ? "https://" : "http://",
+                      host.find(':') != std::string::npos ? "[" + host + "]" : host, ":",
                       http_.port());
 }
 

@@ -40,6 +40,7 @@
 #include "cri/v1/api.pb.h"
 #include "plugins/cri/streaming/http.h"
 #include "plugins/cri/streaming/remote_command.h"
+#include "plugins/cri/streaming/tls.h"
 #include "plugins/cri/streaming/token_cache.h"
 
 namespace berth::cri::streaming {
@@ -52,6 +53,9 @@ struct StreamingServerOptions {
   // The largest WebSocket message a client may send (x/net/websocket's default); more is
   // answered with Close 1009.
   size_t websocket_max_message_bytes = 32 << 20;
+  // TLS: a PEM certificate (chain) and its key; both empty: plain HTTP. With them the URLs
+  // are https:// and every connection is TLS (1.2 or later).
+  std::string tls_cert_file, tls_key_file;
 };
 
 // A connected TCP socket to `port` of the pod sandbox `sandbox_id` (its network namespace,
@@ -92,6 +96,7 @@ class StreamingServer {
   class PortForwardSession;
 
   void HandleConnection(int fd);
+  std::unique_ptr<TlsServerContext> tls_;
   // The WebSocket variants (§9), after the token was consumed; they write the handshake
   // response and run the session.
   void ServeWebSocketRemoteCommand(int fd, const HttpRequest& req, RemoteCommandRequest rc,

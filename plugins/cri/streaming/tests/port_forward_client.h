@@ -34,7 +34,8 @@ struct ParsedUrl {
   std::string path;
 };
 inline std::optional<ParsedUrl> ParseHttpUrl(const std::string& url) {
-  const std::string kScheme = "http://";
+  std::string kScheme = "http://";
+  if (url.rfind("https://", 0) == 0) kScheme = "https://";
   if (url.rfind(kScheme, 0) != 0) return std::nullopt;
   const size_t slash = url.find('/', kScheme.size());
   if (slash == std::string::npos) return std::nullopt;
@@ -61,6 +62,15 @@ class PortForwardClient {
     a.sin_port = htons(static_cast<uint16_t>(u->port));
     if (::inet_pton(AF_INET, u->host.c_str(), &a.sin_addr) != 1) return false;
     return ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+
+  // Uses an already connected socket (e.g. the plain end of a TLS relay) for `url`.
+  bool Adopt(sdk::UniqueFd fd, const std::string& url) {
+    std::optional<ParsedUrl> u = ParseHttpUrl(url);
+    if (!u.has_value()) return false;
+    url_ = *u;
+    fd_ = std::move(fd);
+    return fd_.valid();
   }
 
   // Sends the upgrade request and returns the response head (status line and headers).
