@@ -11,6 +11,8 @@ fi
 PACKAGES=(
   # toolchain
   build-essential cmake pkg-config git ca-certificates lld
+  # the SPDY parser's fuzz target: clang with libFuzzer (plugins/cri/streaming/fuzz)
+  clang libclang-rt-14-dev libabsl-dev
   # libraries
   libgrpc++-dev libprotobuf-dev libprotoc-dev protobuf-compiler protobuf-compiler-grpc
   libboost-dev libboost-filesystem-dev libboost-system-dev

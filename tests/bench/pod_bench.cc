@@ -10,6 +10,9 @@
 //     ListPodSandbox latency over C calls, berthd's RSS and the RSS of the berth-shims.
 //
 //   berth_bench_pods [--runs N=20] [--parallel P=20] [--pods M=100] [--calls C=200]
+//                    [--handler H]   (H: a runtime handler of tests/integration/pod_harness.h,
+//                                     e.g. shimv2-test: containerd-shim-runc-v2 instead of
+//                                     berth-shim; default: runc through berth-shim)
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -31,10 +34,13 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The runtime handler of every pod (--handler).
+std::string g_handler;
+
 // One host-network pod with one sleep container, started; its id in *pod_id.
 grpc::Status StartPod(PodHarness& h, const std::string& name, std::string* pod_id) {
   v1::PodSandboxConfig pod = h.NewPod(name, Network::kHost);
-  grpc::Status s = h.RunPod(pod, pod_id);
+  grpc::Status s = h.RunPod(pod, pod_id, g_handler);
   if (!s.ok()) return s;
   std::string cid;
   return h.RunContainer(*pod_id, pod, h.NewContainer(pod, "sleep", {"sleep", "2147483647"}), &cid);
@@ -85,6 +91,10 @@ int Main(int argc, char** argv) {
   int runs = 20, parallel = 20, many = 100, calls = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
+    if (a == "--handler") {
+      g_handler = argv[i + 1];
+      continue;
+    }
     int v = std::max(1, std::atoi(argv[i + 1]));
     if (a == "--runs") runs = v;
     if (a == "--parallel") parallel = v;
@@ -125,7 +135,8 @@ int Main(int argc, char** argv) {
     if (!(s = RemovePod(h, pod_id)).ok()) return Fail(h, "removal: " + Describe(s));
     remove_ms.push_back(MsSince(t0));
   }
-  std::printf("pods through CRI (host network, one busybox sleep container each)\n");
+  std::printf("pods through CRI (host network, one busybox sleep container each), handler %s\n",
+              g_handler.empty() ? "runc (berth-shim)" : g_handler.c_str());
   std::printf("one pod at a time, %d runs:\n", runs);
   Print("RunPodSandbox+CreateContainer+Start", "ms", Summarize(start_ms));
   Print("StopPodSandbox+RemovePodSandbox", "ms", Summarize(remove_ms));
@@ -136,7 +147,7 @@ int Main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) {
       v1::PodSandboxConfig pod = h.NewPod("net-" + std::to_string(r), net);
       auto t0 = std::chrono::steady_clock::now();
-      s = h.RunPod(pod, &pod_id);
+      s = h.RunPod(pod, &pod_id, g_handler);
       run_ms.push_back(MsSince(t0));
       if (!s.ok()) return Fail(h, "sandbox " + std::to_string(r) + ": " + Describe(s));
       t0 = std::chrono::steady_clock::now();
@@ -206,7 +217,8 @@ int Main(int argc, char** argv) {
   for (pid_t pid : ProcessesOf(h.root(), "")) {
     std::error_code ec;
     fs::path exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
-    if (ec || exe.filename() != "berth-shim") continue;
+    const std::string name = ec ? "" : exe.filename().string();
+    if (name != "berth-shim" && name.rfind("containerd-shim", 0) != 0) continue;
     long rss = ProcField(pid, "status", "VmRSS");
     if (rss > 0) shim_rss += rss;
     ++shims;
@@ -217,7 +229,7 @@ int Main(int argc, char** argv) {
   PrintP99(("ListPodSandbox (" + std::to_string(listed_p) + " listed)").c_str(),
            Summarize(list_p_ms));
   std::printf("  %-40s %8.1f MiB\n", "berthd RSS (VmRSS)", berthd_rss / 1024.0);
-  std::printf("  %-40s %8.1f MiB (%d shims, %.2f MiB each)\n", "berth-shim RSS, total",
+  std::printf("  %-40s %8.1f MiB (%d shims, %.2f MiB each)\n", "shim RSS, total",
               shim_rss / 1024.0, shims, shims > 0 ? shim_rss / 1024.0 / shims : 0.0);
 
   t0 = std::chrono::steady_clock::now();
