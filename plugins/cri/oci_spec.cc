@@ -627,6 +627,34 @@ absl::Status CheckPropagationSource(const std::string& src, runtime::v1::MountPr
 }
 
 // The CRI mounts, validated, with their clean destinations; `rootfs_propagation` becomes
+// The directory `sub_path` names inside an image volume's root `root`: relative, no "..",
+// resolved without leaving the image (a symlink pointing outside is refused), and existing.
+absl::StatusOr<std::string> ImageSubPath(const std::string& root, const std::string& sub_path,
+                                         const std::string& field) {
+  if (sub_path.front() == '/') return InvalidValue(field, sub_path, "must be a relative path");
+  std::string current = root;
+  for (absl::string_view part : absl::StrSplit(sub_path, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") return InvalidValue(field, sub_path, "must not contain \"..\"");
+    current = absl::StrCat(current, "/", part);
+  }
+  char resolved[PATH_MAX];
+  if (::realpath(current.c_str(), resolved) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " \"", sub_path,
+                                                   "\": not found in the image (",
+                                                   std::strerror(errno), ")"));
+  }
+  char root_resolved[PATH_MAX];
+  if (::realpath(root.c_str(), root_resolved) == nullptr) {
+    return absl::InternalError(absl::StrCat("image volume root ", root, ": ", std::strerror(errno)));
+  }
+  const std::string r(resolved), base(root_resolved);
+  if (r != base && !absl::StartsWith(r, base + "/")) {
+    return InvalidValue(field, sub_path, "leads out of the image (a symlink?)");
+  }
+  return r;
+}
+
 // "rshared" or "rslave" when a mount needs it (otherwise it stays empty).
 absl::StatusOr<std::vector<MountEntry>> CriMounts(const runtime::v1::ContainerConfig& config,
                                                   const SpecInputs& in,
@@ -637,8 +665,35 @@ absl::StatusOr<std::vector<MountEntry>> CriMounts(const runtime::v1::ContainerCo
     const runtime::v1::Mount& m = config.mounts(i);
     const std::string f = absl::StrCat("mounts[", i, "]");
     if (m.has_image() && !m.image().image().empty()) {
-      return absl::UnimplementedError(absl::StrCat(
-          f, ".image \"", m.image().image(), "\": image volume mounts are not supported yet"));
+      // An image volume: the image's content, read-only, optionally a subdirectory of it.
+      auto src = in.image_mount_sources.find(i);
+      if (src == in.image_mount_sources.end()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(f, ".image \"", m.image().image(), "\": the image volume was not prepared"));
+      }
+      if (m.uidmappings_size() > 0 || m.gidmappings_size() > 0) {
+        return absl::UnimplementedError(
+            absl::StrCat(f, ".uidMappings/gidMappings: id-mapped mounts are not supported yet"));
+      }
+      ASSIGN_OR_RETURN(std::string dest,
+                       CleanContainerPath(m.container_path(), f + ".container_path"));
+      if (dest == "/") {
+        return InvalidValue(f + ".container_path", m.container_path(),
+                            "an image volume cannot replace the root filesystem");
+      }
+      std::string source = src->second;
+      if (!m.image_sub_path().empty()) {
+        ASSIGN_OR_RETURN(std::string sub, ImageSubPath(src->second, m.image_sub_path(),
+                                                       f + ".image_sub_path"));
+        source = sub;
+      }
+      if (seen.count(dest) != 0) {
+        return InvalidValue(f + ".container_path", m.container_path(),
+                            absl::StrCat("also the destination of mounts[", seen[dest], "]"));
+      }
+      seen[dest] = i;
+      AddMount(&out, dest, "bind", source, {"rbind", "rprivate", "ro"});
+      continue;
     }
     if (m.uidmappings_size() > 0 || m.gidmappings_size() > 0) {
       return absl::UnimplementedError(

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,10 @@ struct SpecInputs {
   // from the image) before starting the container. Empty = image Volumes are not mounted
   // (they stay plain directories of the writable rootfs).
   std::string image_volumes_dir;
+  // Mount.image (image volumes): for mounts[i] with an image, the host directory prepared
+  // from that image (a view of its layers; image_sub_path not yet applied), bound read-only.
+  // A mount with an image and no entry here is refused (FAILED_PRECONDITION).
+  std::map<int, std::string> image_mount_sources;
   // process.rlimits; empty = inherited from the runtime (berthd's limits).
   std::vector<Rlimit> rlimits;
   // linux.resources.pids.limit of containers; 0 = not set (the kubelet limits the pod).

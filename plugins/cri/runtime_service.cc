@@ -455,6 +455,76 @@ absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::
   return absl::OkStatus();
 }
 
+namespace {
+
+std::string ImageMountKey(const std::string& id, int index) {
+  return absl::StrCat("berth-cri/", id, "/image-mount-", index);
+}
+
+}  // namespace
+
+absl::Status RuntimeServiceImpl::PrepareImageMounts(const ContainerRecord& rec,
+                                                    std::map<int, std::string>* sources) {
+  const runtime::v1::ContainerConfig& config = rec.config;
+  for (int i = 0; i < config.mounts_size(); ++i) {
+    const runtime::v1::Mount& m = config.mounts(i);
+    if (!m.has_image() || m.image().image().empty()) continue;
+    const std::string field = absl::StrCat("mounts[", i, "].image");
+    // The kubelet pulls an image volume's image before it creates the container.
+    absl::StatusOr<ImageInfo> image = ResolveImage(m.image().image());
+    if (!image.ok()) return Prefix(image.status(), field);
+    const std::string key = ImageMountKey(rec.id, i);
+    sdk::StringSink out, err;
+    json labels = {{"io.berth.cri/owner", "cri"}};
+    int32_t code = options_.snapshotter.table->view(options_.snapshotter.instance, sdk::Str(key),
+                                                    sdk::Str(image->chain_id),
+                                                    sdk::Str(labels.dump()), out.get(), err.get());
+    std::string mounts = out.str();
+    if (code == BERTH_ALREADY_EXISTS) {
+      sdk::StringSink again, err2;
+      code = options_.snapshotter.table->mounts(options_.snapshotter.instance, sdk::Str(key),
+                                                again.get(), err2.get());
+      if (code != BERTH_OK) return Code(code, absl::StrCat(field, ": snapshot ", key, ": ", err2.str()));
+      mounts = again.str();
+    } else if (code != BERTH_OK) {
+      return Code(code, absl::StrCat(field, " \"", m.image().image(), "\": ", err.str()));
+    }
+    const std::string target = absl::StrCat(BundleDir(rec.id), "/image-mounts/", i);
+    std::error_code ec;
+    fs::create_directories(target, ec);
+    if (ec) return absl::InternalError("create " + target + ": " + ec.message());
+    if (absl::StatusOr<std::vector<std::string>> mounted = MountPointsUnder(target);
+        !mounted.ok() || mounted->empty()) {
+      sdk::Status s = sdk::MountAll(mounts, target);
+      if (!s.ok()) return Prefix(FromSdk(s), absl::StrCat(field, ": mount the image"));
+    }
+    (*sources)[i] = target;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::RemoveImageMounts(const ContainerRecord& rec) {
+  std::vector<std::string> errors;
+  for (int i = 0; i < rec.config.mounts_size(); ++i) {
+    const runtime::v1::Mount& m = rec.config.mounts(i);
+    if (!m.has_image() || m.image().image().empty()) continue;
+    const std::string target = absl::StrCat(BundleDir(rec.id), "/image-mounts/", i);
+    std::error_code ec;
+    if (fs::exists(target, ec)) {
+      if (absl::Status s = UnmountAll(target); !s.ok()) errors.emplace_back(s.message());
+    }
+    sdk::StringSink err;
+    int32_t code = options_.snapshotter.table->remove(
+        options_.snapshotter.instance, sdk::Str(ImageMountKey(rec.id, i)), err.get());
+    if (code != BERTH_OK && code != BERTH_NOT_FOUND) {
+      errors.push_back(absl::StrCat("remove the image volume snapshot of mounts[", i, "]: ",
+                                    err.str()));
+    }
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
 absl::Status RuntimeServiceImpl::RemoveBundleLayerCgroup(const std::string& id,
                                                          const std::string& cgroups_path) {
   std::vector<std::string> errors;
@@ -1234,6 +1304,7 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
     fs::create_directories(in.image_volumes_dir + "/" + ImageVolumeDirName(v), ec);
     if (ec) return absl::InternalError("image volume " + v + ": " + ec.message());
   }
+  RETURN_IF_ERROR(PrepareImageMounts(rec, &in.image_mount_sources));
   ASSIGN_OR_RETURN(json spec, BuildContainerSpec(sandbox.config, config, image.config, in));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1290,6 +1361,7 @@ absl::Status RuntimeServiceImpl::TeardownContainer(const ContainerRecord& rec,
   } else {
     note(tasks.status());
   }
+  note(RemoveImageMounts(rec));
   note(RemoveBundleLayerCgroup(rec.id, rec.cgroups_path));
   if (errors.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrJoin(errors, "; "));

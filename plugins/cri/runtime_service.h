@@ -214,6 +214,11 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   absl::Status MountRootfs(const std::string& key, const std::string& parent,
                            const std::string& target);
   absl::Status UnmountAndRemoveBundle(const std::string& id);
+  // Image volumes (Mount.image): a read-only view of each image, mounted under the bundle
+  // (image-mounts/<mount index>); their sources by mount index in *sources.
+  absl::Status PrepareImageMounts(const ContainerRecord& rec, std::map<int, std::string>* sources);
+  // Unmounts and removes them (idempotent; what a crash left included).
+  absl::Status RemoveImageMounts(const ContainerRecord& rec);
   // The bundle, the writable layer and the cgroup of a container or pause container.
   absl::Status RemoveBundleLayerCgroup(const std::string& id, const std::string& cgroups_path);
 

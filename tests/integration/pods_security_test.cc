@@ -852,7 +852,7 @@ TEST_F(PodSecurityTest, BindMountsOfFilesDirectoriesAndSymlinks) {
   EXPECT_THAT(Sh(id, "echo x > /ro/nope && echo ok"), HasSubstr("Read-only file system"));
   EXPECT_THAT(Sh(id, "echo x > /etc/single && echo ok"), HasSubstr("Read-only file system"));
 
-  // Not there yet, and said so: recursive read-only on runc 1.1, image volumes.
+  // Not there yet, and said so: recursive read-only on runc 1.1.
   ASSERT_OK(h_->StopContainer(id, 0));
   ASSERT_OK(h_->RemoveContainer(id));
   v1::ContainerConfig rro = h_->NewContainer(pod, "rro", {"sleep", "3600"});
@@ -863,11 +863,50 @@ TEST_F(PodSecurityTest, BindMountsOfFilesDirectoriesAndSymlinks) {
   m->set_recursive_read_only(true);
   EXPECT_THAT(CreateFails(pod_id, pod, rro, grpc::StatusCode::UNIMPLEMENTED),
               HasSubstr("mounts[0].recursive_read_only"));
-  v1::ContainerConfig img = h_->NewContainer(pod, "img", {"sleep", "3600"});
-  v1::Mount* im = img.add_mounts();
-  im->set_container_path("/image");
-  im->mutable_image()->set_image(h_->images().busybox);
-  EXPECT_THAT(CreateFails(pod_id, pod, img, grpc::StatusCode::UNIMPLEMENTED),
+}
+
+// Image volumes (Mount.image): a pulled image's content, read-only, whole or a subdirectory.
+TEST_F(PodSecurityTest, ImageVolumesAreTheImagesContentReadOnly) {
+  v1::PodSandboxConfig pod = h_->NewPod("image-volumes");
+  std::string pod_id = RunPod(pod);
+  ASSERT_FALSE(pod_id.empty());
+  auto image_mount = [&](v1::ContainerConfig* c, const std::string& path, const std::string& sub,
+                         const std::string& image) {
+    v1::Mount* m = c->add_mounts();
+    m->set_container_path(path);
+    m->mutable_image()->set_image(image);
+    m->set_image_sub_path(sub);
+  };
+  std::string id = Run(pod_id, pod, "vol", [&](v1::ContainerConfig* c) {
+    image_mount(c, "/image", "", h_->images().busybox);
+    image_mount(c, "/image-bin", "bin", h_->images().busybox);
+  });
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Sh(id, "test -x /image/bin/busybox && test -x /image-bin/busybox && echo both"),
+            "both\n");
+  EXPECT_THAT(Sh(id, "touch /image/new && echo ok"), HasSubstr("Read-only file system"));
+  EXPECT_THAT(Sh(id, "touch /image-bin/new && echo ok"), HasSubstr("Read-only file system"));
+  ASSERT_OK(h_->StopContainer(id, 0));
+  ASSERT_OK(h_->RemoveContainer(id));
+  // Nothing of the image volumes is mounted any more.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    EXPECT_EQ(line.find(id + "/image-mounts"), std::string::npos) << line;
+  }
+
+  // Bad requests: a sub path leaving the image, a missing one, an image not on the node.
+  v1::ContainerConfig up = h_->NewContainer(pod, "up", {"sleep", "3600"});
+  image_mount(&up, "/up", "../etc", h_->images().busybox);
+  EXPECT_THAT(CreateFails(pod_id, pod, up, grpc::StatusCode::INVALID_ARGUMENT),
+              HasSubstr("mounts[0].image_sub_path"));
+  v1::ContainerConfig missing = h_->NewContainer(pod, "missing", {"sleep", "3600"});
+  image_mount(&missing, "/m", "no/such/dir", h_->images().busybox);
+  EXPECT_THAT(CreateFails(pod_id, pod, missing, grpc::StatusCode::INVALID_ARGUMENT),
+              HasSubstr("not found in the image"));
+  v1::ContainerConfig absent = h_->NewContainer(pod, "absent", {"sleep", "3600"});
+  image_mount(&absent, "/a", "", "127.0.0.1:1/never/pulled:1");
+  EXPECT_THAT(CreateFails(pod_id, pod, absent, grpc::StatusCode::NOT_FOUND),
               HasSubstr("mounts[0].image"));
 }
 
