@@ -412,6 +412,19 @@ absl::Status RuncRuntime::DoCreate(std::string_view handler, const std::string& 
     client.reset();
   }
   bool started = false;
+  if (!client && opts.shim_only && req.id() != sandbox_id) {
+    // A pod whose shim died has lost its sandbox (for Kata: the VM) with it; a new shim
+    // cannot bring the pod back.
+    for (const TaskRecord& t : TasksOf(sandbox_id)) {
+      if (t.id == sandbox_id && t.exec_id.empty() && t.status == TaskStatus::kStopped) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "runtime handler \"", opts.name, "\": the sandbox of pod ", sandbox_id,
+            " is gone (its shim ", sb->record.shim, " exited",
+            t.reason.empty() ? "" : ": " + t.reason,
+            "); container ", req.id(), " cannot be created in it: the pod must be recreated"));
+      }
+    }
+  }
   if (!client && opts.shim_only && req.id() != sandbox_id && TasksOf(sandbox_id).empty()) {
     // Kata and its kind build the pod (the VM) from the sandbox task: it comes first.
     {

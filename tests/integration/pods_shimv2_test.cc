@@ -310,6 +310,12 @@ TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) 
   std::string id;
   grpc::Status s = h_->RunContainer(pod_id, pod, h_->NewContainer(pod, "late", {"true"}), &id);
   EXPECT_NE(s.error_code(), grpc::StatusCode::OK);
+  // Either the sandbox is already known to be gone, or the runtime says its shim is.
+  EXPECT_THAT(s.error_message(),
+              ::testing::AnyOf(HasSubstr("not ready"),
+                               ::testing::AllOf(HasSubstr(kHandler),
+                                                HasSubstr("containerd-shim-runc-v2"))))
+      << Describe(s);
   EXPECT_TRUE(Eventually([&] {
     v1::PodSandboxStatusResponse st;
     return h_->PodStatus(pod_id, &st).ok() && st.status().state() == v1::SANDBOX_NOTREADY;
