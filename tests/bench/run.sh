@@ -8,3 +8,4 @@ build=${1:-build}
 "$build/bin/berth_bench_shim" --runs "${BERTH_BENCH_RUNS:-10}"
 "$build/bin/berth_bench_pods" --runs "${BERTH_BENCH_RUNS:-20}"
 "$build/bin/berth_bench_stream"
+"$build/bin/berth_bench_spec"
