@@ -1680,29 +1680,39 @@ grpc::Status CheckStdioFlags(const char* rpc, bool tty, bool in, bool out, bool 
 
 }  // namespace
 
-grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest* req,
-                                      runtime::v1::ExecResponse* resp) {
-  if (req->container_id().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Exec: container_id is empty");
+grpc::Status RuntimeServiceImpl::StreamableContainer(const char* rpc, const std::string& id,
+                                                 bool tty, bool in, bool out, bool err,
+                                                 ContainerRecord* rec) {
+  if (id.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat(rpc, ": container_id is empty"));
   }
-  if (req->cmd().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Exec: cmd is empty");
-  }
-  if (grpc::Status s = CheckStdioFlags("Exec", req->tty(), req->stdin(), req->stdout(),
-                                       req->stderr());
-      !s.ok()) {
-    return s;
-  }
-  std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) return NotFound("Exec", "container", req->container_id());
-  auto [rec, handler] = Current(c);
-  if (rec.phase != ContainerPhase::kRunning) {
+  if (grpc::Status s = CheckStdioFlags(rpc, tty, in, out, err); !s.ok()) return s;
+  std::shared_ptr<Container> c = FindContainer(id);
+  if (!c) return NotFound(rpc, "container", id);
+  *rec = Current(c).first;
+  if (rec->phase != ContainerPhase::kRunning) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("Exec: container ", rec.id, " is ", PhaseName(rec.phase),
-                                     ", not running"));
+                        absl::StrCat(rpc, ": container ", rec->id, " is ",
+                                     PhaseName(rec->phase), ", not running"));
   }
   if (streaming_ == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "Exec: the streaming server is not running");
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat(rpc, ": the streaming server is not running"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest* req,
+                                      runtime::v1::ExecResponse* resp) {
+  if (!req->container_id().empty() && req->cmd().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Exec: cmd is empty");
+  }
+  ContainerRecord rec;
+  if (grpc::Status s = StreamableContainer("Exec", req->container_id(), req->tty(), req->stdin(),
+                                           req->stdout(), req->stderr(), &rec);
+      !s.ok()) {
+    return s;
   }
   runtime::v1::ExecRequest stored = *req;
   stored.set_container_id(rec.id);  // the full ID, also when a prefix was given
@@ -1715,21 +1725,11 @@ grpc::Status RuntimeServiceImpl::Exec(grpc::ServerContext*, const runtime::v1::E
 grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*,
                                         const runtime::v1::AttachRequest* req,
                                         runtime::v1::AttachResponse* resp) {
-  if (req->container_id().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Attach: container_id is empty");
-  }
-  if (grpc::Status s = CheckStdioFlags("Attach", req->tty(), req->stdin(), req->stdout(),
-                                       req->stderr());
+  ContainerRecord rec;
+  if (grpc::Status s = StreamableContainer("Attach", req->container_id(), req->tty(),
+                                           req->stdin(), req->stdout(), req->stderr(), &rec);
       !s.ok()) {
     return s;
-  }
-  std::shared_ptr<Container> c = FindContainer(req->container_id());
-  if (!c) return NotFound("Attach", "container", req->container_id());
-  auto [rec, handler] = Current(c);
-  if (rec.phase != ContainerPhase::kRunning) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("Attach: container ", rec.id, " is ", PhaseName(rec.phase),
-                                     ", not running"));
   }
   if (req->tty() != rec.config.tty()) {
     return grpc::Status(
@@ -1738,16 +1738,36 @@ grpc::Status RuntimeServiceImpl::Attach(grpc::ServerContext*,
                      " was created with tty ", rec.config.tty() ? "true" : "false",
                      " (attach must match the container's terminal)"));
   }
-  if (streaming_ == nullptr) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "Attach: the streaming server is not running");
-  }
   runtime::v1::AttachRequest stored = *req;
   stored.set_container_id(rec.id);
   absl::StatusOr<std::string> url = streaming_->AttachUrl(stored);
   if (!url.ok()) return ToGrpc(Prefix(url.status(), "Attach to " + rec.id));
   resp->set_url(*url);
   return grpc::Status::OK;
+}
+
+absl::StatusOr<ExecStart> RuntimeServiceImpl::NewExecStart(const ContainerRecord& rec,
+                                                           const std::string& handler,
+                                                           std::string process_json) {
+  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+  ExecStart start(std::move(tasks));
+  start.sandbox_id = rec.sandbox_id;
+  start.container_id = rec.id;
+  start.exec_id = NewId().substr(0, 32);
+  start.fifo_dir = options_.state_dir + "/exec";
+  start.process_json = std::move(process_json);
+  start.exit = std::make_shared<ExecExit>();
+  // Registered before the start: the exit may come before the session reads anything.
+  const std::string key = rec.id + "/" + start.exec_id;
+  {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_[key] = start.exit;
+  }
+  start.forget = [this, key] {
+    std::lock_guard<std::mutex> lock(exec_mu_);
+    exec_exits_.erase(key);
+  };
+  return start;
 }
 
 absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> RuntimeServiceImpl::StartStreamedExec(
@@ -1773,28 +1793,11 @@ absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> RuntimeServiceImpl::
     }
     if (!has_term) env.push_back("TERM=xterm");
   }
-  absl::StatusOr<TaskClient> tasks = Handler(handler);
-  if (!tasks.ok()) return tasks.status();
-  ExecStart start(std::move(*tasks));
-  start.sandbox_id = rec.sandbox_id;
-  start.container_id = rec.id;
-  start.exec_id = NewId().substr(0, 32);
-  start.fifo_dir = options_.state_dir + "/exec";
-  start.process_json = process.dump();
+  ASSIGN_OR_RETURN(ExecStart start, NewExecStart(rec, handler, process.dump()));
   start.tty = req.tty();
   start.stdin = req.stdin();
   start.stdout = req.stdout();
   start.stderr = req.stderr();
-  start.exit = std::make_shared<ExecExit>();
-  const std::string key = rec.id + "/" + start.exec_id;
-  {
-    std::lock_guard<std::mutex> lock(exec_mu_);
-    exec_exits_[key] = start.exit;
-  }
-  start.forget = [this, key] {
-    std::lock_guard<std::mutex> lock(exec_mu_);
-    exec_exits_.erase(key);
-  };
   return StartExecProcess(std::move(start));
 }
 
@@ -1969,26 +1972,10 @@ absl::StatusOr<ExecSyncResult> RuntimeServiceImpl::ExecSyncThroughFifos(
     const ContainerRecord& rec, const std::string& handler, const std::string& process_json,
     uint64_t timeout_ms) {
   constexpr size_t kMaxOutput = 16u << 20;  // per stream, as berth-shim caps it
-  ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
-  ExecStart start(tasks);
-  start.sandbox_id = rec.sandbox_id;
-  start.container_id = rec.id;
-  start.exec_id = NewId().substr(0, 32);
-  start.fifo_dir = options_.state_dir + "/exec";
-  start.process_json = process_json;
+  ASSIGN_OR_RETURN(ExecStart start, NewExecStart(rec, handler, process_json));
   start.stdout = start.stderr = true;
-  start.exit = std::make_shared<ExecExit>();
-  const std::string key = rec.id + "/" + start.exec_id;
+  TaskClient tasks = start.tasks;
   const std::string exec_id = start.exec_id;
-  {
-    std::lock_guard<std::mutex> lock(exec_mu_);
-    exec_exits_[key] = start.exit;
-  }
-  start.forget = [this, key] {
-    std::lock_guard<std::mutex> lock(exec_mu_);
-    exec_exits_.erase(key);
-  };
-  std::shared_ptr<ExecExit> exit = start.exit;
   ASSIGN_OR_RETURN(std::unique_ptr<streaming::StreamedProcess> process,
                    StartExecProcess(std::move(start)));
   // The deadline kills the process; its output then ends and its exit arrives.

@@ -239,6 +239,13 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   // A connection to `port` of a ready sandbox: inside its network namespace (127.0.0.1,
   // then ::1), or on the host's loopback for a host-network pod.
   absl::StatusOr<sdk::UniqueFd> DialSandboxPort(const std::string& sandbox_id, int port);
+  // The checks Exec and Attach share (kubernetes-streaming.md §2.1): the container ID, the
+  // stdio flags, a running container, a running streaming server; the record in *rec.
+  grpc::Status StreamableContainer(const char* rpc, const std::string& id, bool tty, bool in,
+                                   bool out, bool err, ContainerRecord* rec);
+  // An exec of `rec` with its exit registered (ExecExit, forgotten when the exec is deleted).
+  absl::StatusOr<ExecStart> NewExecStart(const ContainerRecord& rec, const std::string& handler,
+                                         std::string process_json);
   // The processes behind exec and attach URLs (stream_process.h).
   absl::StatusOr<std::unique_ptr<streaming::StreamedProcess>> StartStreamedExec(
       const runtime::v1::ExecRequest& req);
