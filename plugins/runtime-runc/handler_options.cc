@@ -74,9 +74,21 @@ absl::StatusOr<HandlerOptions> ParseShimV2HandlerOptions(std::string_view name,
         absl::StrCat(where, "options must be a mapping, got ", std::string(options_json)));
   }
   for (auto& [key, value] : j.items()) {
-    if (key != "shim" && key != "config_path") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, "unknown option \"", key, "\" (known: shim, config_path)"));
+    if (key != "shim" && key != "config_path" && key != "start_timeout") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "unknown option \"", key, "\" (known: shim, config_path, start_timeout)"));
+    }
+    if (key == "start_timeout") {
+      sdk::Result<int64_t> seconds = value.is_string()
+                                         ? plugins::ParseDuration(value.get<std::string>())
+                                         : sdk::Result<int64_t>(sdk::InvalidArgument("not a string"));
+      if (!seconds.ok() || *seconds < 1 || *seconds > 600) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, "option \"start_timeout\": expected a duration from 1s to 10m (e.g. \"2m\"), got ",
+            value.dump()));
+      }
+      h.start_timeout_seconds = *seconds;
+      continue;
     }
     if (!value.is_string() || value.get<std::string>().empty()) {
       return absl::InvalidArgumentError(absl::StrCat(

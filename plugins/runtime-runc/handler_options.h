@@ -26,6 +26,8 @@ struct HandlerOptions {
   // `binary`, `root` and `systemd_cgroup` mean nothing.
   bool shim_only = false;
   std::string config_path;  // shim v2 kind: the runtime's configuration file (Kata's)
+  // How long the shim's `start` may take (a VM runtime boots); 0 = the plugin's default.
+  int64_t start_timeout_seconds = 0;
 };
 
 // Parses `runtimes: <name>: options:` (JSON object text, may be empty). `default_shim` is
@@ -35,9 +37,10 @@ struct HandlerOptions {
                                                                  std::string_view options_json,
                                                                  const std::string& default_shim);
 
-// The same for a handler of the shim v2 kind: `shim` (default `default_shim`) and
+// The same for a handler of the shim v2 kind: `shim` (default `default_shim`),
 // `config_path` (an absolute path: Kata's configuration file, given to the shim as
-// KATA_CONF_FILE and as runtimeoptions.v1.Options).
+// KATA_CONF_FILE and as runtimeoptions.v1.Options) and `start_timeout` (a duration like "30s"
+// or "2m", 1 s to 10 min: how long the shim's `start` may take).
 [[nodiscard]] absl::StatusOr<HandlerOptions> ParseShimV2HandlerOptions(
     std::string_view name, std::string_view options_json, const std::string& default_shim);
 

@@ -141,7 +141,8 @@ sdk::Status RuncRuntime::AddHandler(std::string_view name, std::string_view opti
   sdk::Status s =
       kind_ == HandlerKind::kRunc
           ? handlers_.Add(name, options_json, "binary", "runc", {"root", "systemd_cgroup", "shim"})
-          : handlers_.Add(name, options_json, "shim", default_shim_, {"config_path"});
+          : handlers_.Add(name, options_json, "shim", default_shim_,
+                          {"config_path", "start_timeout"});
   if (!s.ok()) return s;
   {
     std::lock_guard<std::mutex> lock(probe_mu_);
@@ -554,7 +555,15 @@ absl::Status RuncRuntime::StartShimLocked(const std::shared_ptr<Sandbox>& sb,
   // reader: open it first.
   sb->log = OpenShimLog(sandbox_id, bundle);
   ttrpc::ShimCommand cmd = ShimCommandFor(sb->record, bundle, id);
-  cmd.timeout = std::max(absl::Seconds(1), std::min(kShimCommandTimeout, deadline - absl::Now()));
+  absl::Duration limit = kShimCommandTimeout;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = options_.find(sb->record.handler);
+    if (it != options_.end() && it->second.start_timeout_seconds > 0) {
+      limit = absl::Seconds(it->second.start_timeout_seconds);
+    }
+  }
+  cmd.timeout = std::max(absl::Seconds(1), std::min(limit, deadline - absl::Now()));
   absl::StatusOr<std::string> address = ttrpc::StartShim(cmd);
   if (!address.ok()) {
     sb->log.reset();

@@ -400,7 +400,13 @@ class PodHarness {
         "    options:\n      shim: /nonexistent/containerd-shim-missing-v2\n"
         "  shimv2-crash:\n    plugin: io.berth.runtime.kata\n"
         "    options:\n      shim: " + (root_ / "crashing-shim").string() + "\n"
+        "  shimv2-hang:\n    plugin: io.berth.runtime.kata\n"
+        "    options:\n      shim: " + (root_ / "hanging-shim").string() + "\n"
+        "      start_timeout: 2s\n"
         "default_runtime: runc\n";
+    // A shim v2 whose `start` never answers.
+    WriteFile(root_ / "hanging-shim", "#!/bin/sh\nexec sleep 600\n");
+    fs::permissions(root_ / "hanging-shim", fs::perms::owner_all);
     // A shim v2 that fails its `start` (as Kata does on a node without KVM).
     WriteFile(root_ / "crashing-shim",
               "#!/bin/sh\necho 'cannot start the sandbox: /dev/kvm: no such device' >&2\nexit 1\n");

@@ -283,6 +283,18 @@ TEST_F(PodShimV2Test, AShimThatFailsToStartFailsThePodWithItsMessage) {
   EXPECT_TRUE(h_->RunPod(h_->NewPod("after"), &ok).ok());
 }
 
+TEST_F(PodShimV2Test, AShimThatNeverAnswersFailsThePodAtItsStartTimeout) {
+  const Footprint before = Baseline();
+  std::string id;
+  const auto t0 = std::chrono::steady_clock::now();
+  grpc::Status s = h_->RunPod(h_->NewPod("hang"), &id, "shimv2-hang");
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_NE(s.error_code(), grpc::StatusCode::OK);
+  EXPECT_THAT(s.error_message(), HasSubstr("hanging-shim"));
+  EXPECT_LT(took, seconds(10)) << "start_timeout: 2s was not applied";
+  ExpectBackTo(before);  // the shim's start process is gone too
+}
+
 TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) {
   const Footprint before = Baseline();
   v1::PodSandboxConfig pod;
