@@ -22,6 +22,7 @@
 #include "plugins/runtime-runc/tests/plugin_harness.h"
 #include "shim/berth/v1/shim.pb.h"
 #include "shim/runc/options.pb.h"
+#include "shim/runtimeoptions/v1/api.pb.h"
 #include "shim/task/v2/shim.pb.h"
 
 namespace berth::runc {
@@ -73,6 +74,45 @@ TEST(HandlerOptionsTest, RefusesUnknownKeysAndWrongTypesNamingThem) {
   EXPECT_THAT(Msg(empty.status()), HasSubstr("\"shim\""));
   EXPECT_FALSE(ParseHandlerOptions("runc", "[1]", "s").ok());
   EXPECT_FALSE(ParseHandlerOptions("a/b", "{}", "s").ok());
+}
+
+TEST(HandlerOptionsTest, ShimV2KindOptions) {
+  auto h = ParseShimV2HandlerOptions(
+      "kata-fc",
+      R"({"shim":"/opt/kata/bin/containerd-shim-kata-v2","config_path":"/etc/kata/fc.toml",
+          "start_timeout":"2m"})",
+      "containerd-shim-kata-v2");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_TRUE(h->shim_only);
+  EXPECT_EQ(h->shim, "/opt/kata/bin/containerd-shim-kata-v2");
+  EXPECT_EQ(h->config_path, "/etc/kata/fc.toml");
+  EXPECT_EQ(h->start_timeout_seconds, 120);
+  EXPECT_EQ(ParseShimV2HandlerOptions("kata", "{}", "containerd-shim-kata-v2")->shim,
+            "containerd-shim-kata-v2");
+  // runc's options mean nothing here; bad values name the option.
+  auto binary = ParseShimV2HandlerOptions("kata", R"({"binary":"runc"})", "s");
+  EXPECT_THAT(Msg(binary.status()), HasSubstr("\"binary\""));
+  auto relative = ParseShimV2HandlerOptions("kata", R"({"config_path":"kata.toml"})", "s");
+  EXPECT_THAT(Msg(relative.status()), HasSubstr("absolute"));
+  for (const char* bad : {R"({"start_timeout":"0s"})", R"({"start_timeout":"11m"})",
+                          R"({"start_timeout":30})", R"({"start_timeout":"soon"})"}) {
+    auto t = ParseShimV2HandlerOptions("kata", bad, "s");
+    EXPECT_THAT(Msg(t.status()), HasSubstr("start_timeout")) << bad;
+  }
+}
+
+TEST(HandlerOptionsTest, RuntimeOptionsCarryTheConfigPath) {
+  HandlerOptions h;
+  h.name = "kata";
+  task::CreateTaskRequest req;
+  EXPECT_FALSE(InjectRuntimeOptions(h, &req)) << "no config_path: nothing to pass";
+  h.config_path = "/etc/kata/configuration.toml";
+  EXPECT_TRUE(InjectRuntimeOptions(h, &req));
+  EXPECT_EQ(req.options().type_url(), "runtimeoptions.v1.Options");
+  runtimeoptions::v1::Options o;
+  ASSERT_TRUE(o.ParseFromString(req.options().value()));
+  EXPECT_EQ(o.config_path(), "/etc/kata/configuration.toml");
+  EXPECT_FALSE(InjectRuntimeOptions(h, &req)) << "the caller's options win";
 }
 
 TEST(HandlerOptionsTest, InjectsRuncOptionsOnlyWhenAbsent) {
