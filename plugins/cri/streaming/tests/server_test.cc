@@ -17,6 +17,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "plugins/cri/streaming/tests/echo_server.h"
 #include "plugins/cri/streaming/tests/port_forward_client.h"
 
 namespace berth::cri::streaming {
@@ -25,68 +26,8 @@ namespace {
 using spdy::testing::PortForwardClient;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+using testing::EchoServer;
 using namespace std::chrono_literals;
-
-// A TCP echo server on 127.0.0.1: what the fake backend connects to.
-class EchoServer {
- public:
-  EchoServer() {
-    listener_.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::listen(listener_.get(), 16), 0);
-    EXPECT_EQ(::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port_ = ntohs(a.sin_port);
-    acceptor_ = std::thread([this] {
-      for (;;) {
-        pollfd p{listener_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) {
-          if (stop_) return;
-          continue;
-        }
-        int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        accepted_++;
-        std::lock_guard<std::mutex> lock(mu_);
-        conns_.insert(fd);
-        workers_.emplace_back([this, fd] {
-          char buf[4096];
-          ssize_t n;
-          while ((n = ::read(fd, buf, sizeof(buf))) > 0) {
-            if (::send(fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
-          }
-          std::lock_guard<std::mutex> l(mu_);
-          conns_.erase(fd);
-          ::close(fd);
-        });
-      }
-    });
-  }
-  ~EchoServer() {
-    stop_ = true;
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (int fd : conns_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (auto& t : workers_) t.join();
-  }
-  int port() const { return port_; }
-  int accepted() const { return accepted_; }
-
- private:
-  sdk::UniqueFd listener_;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> accepted_{0};
-  std::thread acceptor_;
-  std::mutex mu_;
-  std::set<int> conns_;  // open connections, closed by their workers
-  std::vector<std::thread> workers_;
-};
 
 absl::StatusOr<sdk::UniqueFd> DialLoopback(int port) {
   sdk::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

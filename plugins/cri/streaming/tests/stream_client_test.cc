@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plugins/cri/streaming/server.h"
+#include "plugins/cri/streaming/tests/echo_server.h"
 
 namespace berth::cri::streaming {
 namespace {
@@ -134,61 +135,9 @@ class FakeProcess : public StreamedProcess {
   bool stdin_closed_ = false;
 };
 
-// ---- a TCP echo server: what port 80 of the fake pod is ----
+// ---- a TCP echo server (echo_server.h): what port 80 of the fake pod is ----
 
-class EchoServer {
- public:
-  EchoServer() {
-    listener_.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::listen(listener_.get(), 16), 0);
-    EXPECT_EQ(::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port_ = ntohs(a.sin_port);
-    acceptor_ = std::thread([this] {
-      while (!stop_) {
-        pollfd p{listener_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 50) <= 0) continue;
-        const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        std::lock_guard<std::mutex> lock(mu_);
-        conns_.insert(fd);
-        workers_.emplace_back([this, fd] {
-          char buffer[8192];
-          ssize_t n;
-          while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) {
-            if (::send(fd, buffer, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
-          }
-          std::lock_guard<std::mutex> l(mu_);
-          conns_.erase(fd);
-          ::close(fd);
-        });
-      }
-    });
-  }
-  ~EchoServer() {
-    stop_ = true;
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (int fd : conns_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (std::thread& t : workers_) t.join();
-  }
-  int port() const { return port_; }
-
- private:
-  sdk::UniqueFd listener_;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread acceptor_;
-  std::mutex mu_;
-  std::set<int> conns_;
-  std::vector<std::thread> workers_;
-};
+using testing::EchoServer;
 
 absl::StatusOr<sdk::UniqueFd> DialLoopback(int port) {
   sdk::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plugins/cri/streaming/server.h"
+#include "plugins/cri/streaming/tests/echo_server.h"
 #include "plugins/cri/streaming/tests/spdy_test_util.h"
 #include "plugins/cri/streaming/tests/websocket_client.h"
 
@@ -40,6 +41,7 @@ using websocket::Message;
 using websocket::MessageReader;
 using websocket::Opcode;
 using websocket::testing::WebSocketClient;
+using testing::EchoServer;
 using namespace std::chrono_literals;
 
 constexpr char kSuccess[] = "{\"metadata\":{},\"status\":\"Success\"}";
@@ -367,65 +369,6 @@ class FakeProcess : public StreamedProcess {
 
  private:
   std::shared_ptr<Script> s_;
-};
-
-// A TCP echo server on 127.0.0.1: what the fake port-forward backend dials for port 80.
-class EchoServer {
- public:
-  EchoServer() {
-    listener_.Reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::listen(listener_.get(), 16), 0);
-    EXPECT_EQ(::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port_ = ntohs(a.sin_port);
-    acceptor_ = std::thread([this] {
-      while (!stop_) {
-        pollfd p{listener_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;
-        const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) continue;
-        std::lock_guard<std::mutex> lock(mu_);
-        conns_.insert(fd);
-        workers_.emplace_back([this, fd] {
-          char buf[4096];
-          ssize_t n;
-          while ((n = ::read(fd, buf, sizeof(buf))) > 0) {
-            if (::send(fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
-          }
-          std::lock_guard<std::mutex> l(mu_);
-          conns_.erase(fd);
-          ::close(fd);
-        });
-      }
-    });
-  }
-  ~EchoServer() {
-    stop_ = true;
-    acceptor_.join();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (int fd : conns_) ::shutdown(fd, SHUT_RDWR);
-    }
-    for (auto& t : workers_) t.join();
-  }
-  int port() const { return port_; }
-  size_t open_connections() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return conns_.size();
-  }
-
- private:
-  sdk::UniqueFd listener_;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread acceptor_;
-  std::mutex mu_;
-  std::set<int> conns_;
-  std::vector<std::thread> workers_;
 };
 
 absl::StatusOr<sdk::UniqueFd> DialLoopback(int port) {
