@@ -75,10 +75,14 @@ absl::StatusOr<std::string> CgroupSystemd::CgroupPath(std::string_view cgroup_pa
 }
 
 std::string CgroupSystemd::ScopeDir(const ScopePath& scope, std::string_view controller) const {
+  return DirOf(scope.CgroupDir(), controller);
+}
+
+std::string CgroupSystemd::DirOf(const std::string& rel, std::string_view controller) const {
   std::string base = controller.empty() || layout_.version == cgroupfs::CgroupVersion::kV2
                          ? layout_.unified
                          : layout_.V1Dir(controller);
-  return base.empty() ? base : base + scope.CgroupDir();
+  return base.empty() ? base : base + rel;
 }
 
 std::string CgroupSystemd::ExistingDir(const ScopePath& scope) const {
@@ -90,7 +94,19 @@ std::string CgroupSystemd::ExistingDir(const ScopePath& scope) const {
 }
 
 absl::StatusOr<cgroupfs::CgroupStats> CgroupSystemd::Stats(std::string_view cgroups_path) const {
-  ASSIGN_OR_RETURN(ScopePath scope, ParseCgroupsPath(cgroups_path));
+  // A container's scope ("slice:prefix:name"), or a pod's slice: the CRI asks for a pod's
+  // figures with the kubelet's cgroup_parent, a slice name or the slice's expanded path.
+  std::string rel, what;
+  if (!cgroups_path.empty() && cgroups_path.find(':') == std::string_view::npos) {
+    ASSIGN_OR_RETURN(std::string slice, ParentSlice(cgroups_path));
+    ASSIGN_OR_RETURN(rel, SliceCgroupPath(slice));
+    what = absl::StrCat("systemd slice ", slice);
+  } else {
+    ASSIGN_OR_RETURN(ScopePath scope, ParseCgroupsPath(cgroups_path));
+    rel = scope.CgroupDir();
+    what =
+        absl::StrCat("systemd scope ", scope.Unit(), " (cgroups path ", scope.CgroupsPath(), ")");
+  }
   if (layout_.version == cgroupfs::CgroupVersion::kNone) {
     return absl::FailedPreconditionError(absl::StrCat(
         "no cgroup hierarchy under ", layout_.root,
@@ -99,18 +115,17 @@ absl::StatusOr<cgroupfs::CgroupStats> CgroupSystemd::Stats(std::string_view cgro
   }
   absl::StatusOr<cgroupfs::CgroupStats> stats;
   if (layout_.version == cgroupfs::CgroupVersion::kV2) {
-    stats = cgroupfs::ReadV2Stats(ScopeDir(scope, ""));
+    stats = cgroupfs::ReadV2Stats(DirOf(rel, ""));
   } else {
     cgroupfs::V1StatsDirs dirs;
-    dirs.cpuacct = ScopeDir(scope, "cpuacct");
-    dirs.memory = ScopeDir(scope, "memory");
-    dirs.pids = ScopeDir(scope, "pids");
+    dirs.cpuacct = DirOf(rel, "cpuacct");
+    dirs.memory = DirOf(rel, "memory");
+    dirs.pids = DirOf(rel, "pids");
     stats = cgroupfs::ReadV1Stats(dirs);
   }
   if (absl::IsNotFound(stats.status())) {
     return absl::NotFoundError(
-        absl::StrCat("systemd scope ", scope.Unit(), " (cgroups path ", scope.CgroupsPath(),
-                     ") has no cgroup: ", stats.status().message(),
+        absl::StrCat(what, " has no cgroup: ", stats.status().message(),
                      "; the unit is not running (its processes exited, or it was never started)"));
   }
   return stats;

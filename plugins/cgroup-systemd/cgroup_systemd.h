@@ -52,8 +52,9 @@ class CgroupSystemd {
                                                        std::string_view id) const;
 
   // The figures of the scope's cgroup, read from the files under cgroup_root (no D-Bus).
-  // NOT_FOUND when the cgroup does not exist; INVALID_ARGUMENT for a path not in this
-  // driver's form.
+  // `cgroups_path` may also name a slice (a pod's cgroup_parent: "kubepods-pod1.slice" or
+  // its expanded path), whose cgroup holds the pod's scopes: the pod's figures. NOT_FOUND
+  // when the cgroup does not exist; INVALID_ARGUMENT for a path in neither form.
   [[nodiscard]] absl::StatusOr<cgroupfs::CgroupStats> Stats(std::string_view cgroups_path) const;
 
   // Stops the scope (StopUnit "replace") when systemd has it loaded and waits at most
@@ -74,6 +75,9 @@ class CgroupSystemd {
  private:
   CgroupSystemd(DriverOptions options, cgroupfs::Layout layout)
       : options_(std::move(options)), layout_(std::move(layout)) {}
+  // Directory `rel` (relative to the hierarchy root) in the hierarchy of v1 `controller`, or
+  // in the cgroup2 one for ""; "" when that is not mounted.
+  std::string DirOf(const std::string& rel, std::string_view controller) const;
   // Does the scope's cgroup exist in any hierarchy? The first directory found, or "".
   std::string ExistingDir(const ScopePath& scope) const;
   // Removes the scope's cgroup directories left in every hierarchy.

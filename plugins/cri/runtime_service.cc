@@ -916,6 +916,13 @@ absl::Status RuntimeServiceImpl::KillAndWait(TaskClient* tasks, const std::strin
       killed.code() != absl::StatusCode::kFailedPrecondition) {
     return Prefix(killed, "kill " + id);
   }
+  // The init itself too: `runc kill --all` finds the processes in the container's devices
+  // cgroup (cgroup v1), and under the systemd driver the init may not be there. runc starts
+  // the scope without its device rules and sets them afterwards; when that scope is the first
+  // of its slice to need the devices controller (a pod's pause container), systemd then
+  // migrates every process of the slice into the slice's devices cgroup. A best effort:
+  // the init may be gone already.
+  (void)tasks->Kill(sandbox_id, id, SIGKILL, /*all=*/false);
   // Wait until the runtime reports the task stopped (or gone).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.kill_wait_seconds);
   while (std::chrono::steady_clock::now() < deadline) {

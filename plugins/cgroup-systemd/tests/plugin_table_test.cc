@@ -154,6 +154,31 @@ TEST_F(SystemdPluginTest, StatsOfAV1Scope) {
                                    R"("pids":{"current":2}})"));
 }
 
+// A pod's figures: the CRI asks with the kubelet's cgroup_parent, the pod's slice (its name
+// or its expanded path); they are those of the slice's cgroup.
+TEST_F(SystemdPluginTest, StatsOfAPodSlice) {
+  TempDir root("cgsd-v1");
+  MakeV1Root(root.path(), /*hybrid=*/true);
+  const std::string slice_rel =
+      "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0d8e_41f2.slice";
+  WriteFile(root.path() / "memory" / slice_rel / "memory.usage_in_bytes", "16384\n");
+  WriteFile(root.path() / "cpu,cpuacct" / slice_rel / "cpuacct.usage", "456\n");
+  WriteFile(root.path() / "pids" / slice_rel / "pids.current", "3\n");
+  ASSERT_EQ(plugin_.Init(Config(root.str())).code, BERTH_OK);
+  for (const std::string& parent : {std::string(kPod), "/" + slice_rel}) {
+    CallResult stats = plugin_.Stats(parent);
+    ASSERT_EQ(stats.code, BERTH_OK) << parent << ": " << stats.err;
+    EXPECT_THAT(stats.out, HasSubstr(R"("cpu":{"usage_ns":456},"memory":{"usage_bytes":16384},)"
+                                     R"("pids":{"current":3}})"));
+  }
+  CallResult gone = plugin_.Stats("kubepods-burstable-podgone.slice");
+  EXPECT_EQ(gone.code, BERTH_NOT_FOUND);
+  EXPECT_THAT(gone.err, AllOf(HasSubstr("systemd slice kubepods-burstable-podgone.slice"),
+                              HasSubstr("has no cgroup")));
+  EXPECT_EQ(plugin_.Stats("kubepods--x.slice").code, BERTH_INVALID_ARGUMENT);
+  EXPECT_EQ(plugin_.Stats("").code, BERTH_INVALID_ARGUMENT);
+}
+
 TEST_F(SystemdPluginTest, StatsOfAMissingScopeIsNotFound) {
   TempDir root("cgsd-v1");
   MakeV1Root(root.path(), /*hybrid=*/false);
