@@ -35,7 +35,7 @@ using nlohmann::json;
 constexpr std::string_view kTopKeys[] = {"version", "root",      "state",
                                          "socket",  "log_level", "plugin_dirs",
                                          "plugins", "runtimes",  "default_runtime"};
-constexpr std::string_view kRuntimeKeys[] = {"plugin", "options"};
+constexpr std::string_view kRuntimeKeys[] = {"plugin", "snapshotter", "cni_conf_dir", "options"};
 constexpr std::string_view kLogLevelNames[] = {"trace", "debug", "info", "warn", "error"};
 
 // Limits on what a configuration may expand to (aliases can multiply a small file).
@@ -349,6 +349,9 @@ class Parser {
                                    std::string_view expected);
   absl::StatusOr<std::filesystem::path> AbsolutePath(const YAML::Node& v, std::string_view key,
                                                      int line);
+  // `dir` (absolute) without "." or ".." components, repeated or trailing '/'.
+  absl::StatusOr<std::string> NormalDirectory(const std::string& dir, std::string_view key,
+                                              int line);
   absl::StatusOr<json> ToJson(const YAML::Node& n, const std::string& path, int line, int depth);
   absl::StatusOr<json> Settings(const YAML::Node& n, const std::string& path, int line,
                                 std::string_view what);
@@ -410,6 +413,26 @@ absl::StatusOr<std::filesystem::path> Parser::AbsolutePath(const YAML::Node& v,
     return Fail(line, key, absl::StrCat("expected an absolute path, got ", Quote(s)));
   }
   return std::filesystem::path(std::move(s));
+}
+
+absl::StatusOr<std::string> Parser::NormalDirectory(const std::string& dir, std::string_view key,
+                                                    int line) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < dir.size()) {
+    while (i < dir.size() && dir[i] == '/') ++i;
+    const std::size_t end = std::min(dir.find('/', i), dir.size());
+    const std::string_view segment = std::string_view(dir).substr(i, end - i);
+    if (segment == "." || segment == "..") {
+      return Fail(line, key,
+                  absl::StrCat("expected an absolute directory without \".\" or \"..\" "
+                               "components, got ",
+                               Quote(dir)));
+    }
+    if (!segment.empty()) absl::StrAppend(&out, "/", AV(segment));
+    i = end;
+  }
+  return out.empty() ? std::string("/") : out;
 }
 
 absl::StatusOr<json> Parser::ToJson(const YAML::Node& n, const std::string& path, int line,
@@ -601,7 +624,9 @@ absl::Status Parser::Runtime(const std::string& name, int line, const YAML::Node
   }
   if (!v.IsMap()) {
     return Fail(line, path,
-                absl::StrCat("expected a mapping with keys plugin, options, got ", Describe(v)));
+                absl::StrCat("expected a mapping with keys plugin, snapshotter, cni_conf_dir, "
+                             "options, got ",
+                             Describe(v)));
   }
   RuntimeEntry entry{.name = name, .plugin = {}, .options = json::object(), .line = line};
   bool have_plugin = false;
@@ -621,6 +646,29 @@ absl::Status Parser::Runtime(const std::string& name, int line, const YAML::Node
     if (key == "options") {
       Record(p, l);
       ASSIGN_OR_RETURN(entry.options, Settings(x, p, l, "the runtime plugin's options"));
+      return absl::OkStatus();
+    }
+    if (key == "snapshotter") {
+      Record(p, l);
+      ASSIGN_OR_RETURN(entry.snapshotter, Text(x, p, l, "a snapshotter name"));
+      const bool plain =
+          !entry.snapshotter.empty() && entry.snapshotter.size() <= 128 &&
+          std::all_of(entry.snapshotter.begin(), entry.snapshotter.end(), [](char c) {
+            return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                   c == '_';
+          });
+      if (!plain) {
+        return Fail(l, p,
+                    absl::StrCat("expected the name of a snapshotter (\"overlayfs\", \"native\") "
+                                 "or its plugin id, got ",
+                                 Quote(entry.snapshotter)));
+      }
+      return absl::OkStatus();
+    }
+    if (key == "cni_conf_dir") {
+      Record(p, l);
+      ASSIGN_OR_RETURN(std::filesystem::path dir, AbsolutePath(x, p, l));
+      ASSIGN_OR_RETURN(entry.cni_conf_dir, NormalDirectory(dir.native(), p, l));
       return absl::OkStatus();
     }
     return FailAt(l, absl::StrCat("unknown key ", Quote(p), UnknownKeyMessage(key, kRuntimeKeys)));
@@ -899,6 +947,14 @@ std::string Config::ToYaml() const {
         out << YAML::Value << YAML::BeginMap;
         out << YAML::Key << "plugin" << YAML::Value;
         EmitString(out, entry.plugin);
+        if (!entry.snapshotter.empty()) {
+          out << YAML::Key << "snapshotter" << YAML::Value;
+          EmitString(out, entry.snapshotter);
+        }
+        if (!entry.cni_conf_dir.empty()) {
+          out << YAML::Key << "cni_conf_dir" << YAML::Value;
+          EmitString(out, entry.cni_conf_dir);
+        }
         out << YAML::Key << "options" << YAML::Value;
         EmitJson(out, entry.options);
         out << YAML::EndMap;
@@ -932,7 +988,8 @@ bool SameSettings(const Config& a, const Config& b) {
   auto same_runtimes = [](const auto& x, const auto& y) {
     return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const auto& p, const auto& q) {
       return p.first == q.first && p.second.name == q.second.name &&
-             p.second.plugin == q.second.plugin && p.second.options == q.second.options;
+             p.second.plugin == q.second.plugin && p.second.snapshotter == q.second.snapshotter &&
+             p.second.cni_conf_dir == q.second.cni_conf_dir && p.second.options == q.second.options;
     });
   };
   return a.version == b.version && a.root == b.root && a.state == b.state && a.socket == b.socket &&

@@ -14,6 +14,8 @@
 //   runtimes:                       # RuntimeClass handler -> entry
 //     runc:
 //       plugin: io.berth.runtime.runc
+//       snapshotter: overlayfs      # optional: a snapshotter's name or plugin id
+//       cni_conf_dir: /etc/cni/x    # optional: absolute, no ".."
 //       options: {}
 //   default_runtime: runc
 //
@@ -64,6 +66,13 @@ std::string_view LogLevelName(LogLevel level);
 struct RuntimeEntry {
   std::string name;    // the handler, the key under `runtimes`
   std::string plugin;  // a plugin id
+  // The snapshotter of this handler's pods and images: a snapshotter's name ("overlayfs") or
+  // plugin id; empty: the default one. Checked against the running snapshotters by the image
+  // store when it starts (a plugin id also by the daemon, which enables that plugin).
+  std::string snapshotter = {};
+  // The CNI configuration directory of this handler's pods: absolute, lexically normal (no
+  // "." or ".." component, no trailing '/'); empty: the network plugin's own conf_dir.
+  std::string cni_conf_dir = {};
   nlohmann::json options = nlohmann::json::object();
   int line = 0;  // of the handler key; 0 when not from a file
 };

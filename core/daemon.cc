@@ -179,6 +179,22 @@ absl::Status CompleteConfig(Config& config, const Registry& registry) {
           "\" names plugin \"", entry.plugin, "\", which is a ", p->kind,
           " plugin, not a runtime"));
     }
+    // A snapshotter named by plugin id is enabled like the runtime plugin; one named by its
+    // name ("native") must be enabled already, which the image store checks when it starts.
+    if (!IsValidPluginId(entry.snapshotter)) continue;
+    const std::string swhere = config.Where(absl::StrCat("runtimes.", name, ".snapshotter"));
+    Plugin* sp = registry.Find(entry.snapshotter);
+    if (sp == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          swhere, ": key \"runtimes.", name, ".snapshotter\": runtime handler \"", name,
+          "\" names snapshotter plugin \"", entry.snapshotter, "\", which is not installed"));
+    }
+    if (sp->kind != BERTH_KIND_SNAPSHOTTER) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          swhere, ": key \"runtimes.", name, ".snapshotter\": runtime handler \"", name,
+          "\" names plugin \"", entry.snapshotter, "\", which is a ", sp->kind,
+          " plugin, not a snapshotter"));
+    }
   }
   return absl::OkStatus();
 }
@@ -186,7 +202,10 @@ absl::Status CompleteConfig(Config& config, const Registry& registry) {
 std::set<std::string> EnabledPlugins(const Config& config) {
   std::set<std::string> enabled;
   for (const auto& [id, section] : config.plugins) enabled.insert(id);
-  for (const auto& [name, entry] : config.runtimes) enabled.insert(entry.plugin);
+  for (const auto& [name, entry] : config.runtimes) {
+    enabled.insert(entry.plugin);
+    if (IsValidPluginId(entry.snapshotter)) enabled.insert(entry.snapshotter);
+  }
   return enabled;
 }
 
@@ -405,7 +424,10 @@ int DaemonMain(int argc, char** argv) {
           if (fresh->plugins_given && fresh->plugins.size() != config.plugins.size()) {
             need_restart.push_back("plugins");
           }
-          if (fresh->runtimes_given && fresh->runtimes.size() != config.runtimes.size()) {
+          Config runtimes_now, runtimes_then;
+          runtimes_now.runtimes = fresh->runtimes;
+          runtimes_then.runtimes = config.runtimes;
+          if (fresh->runtimes_given && !SameSettings(runtimes_now, runtimes_then)) {
             need_restart.push_back("runtimes");
           }
           spdlog::info("SIGHUP: configuration {} re-read; log level now {}{}", config.file,

@@ -83,6 +83,8 @@ int32_t GetSection(berth_host_ctx* ctx, const char* name, berth_sink* out, berth
     nlohmann::json handlers = nlohmann::json::object();
     for (const auto& [hname, entry] : c.runtimes) {
       handlers[hname] = {{"plugin", entry.plugin}, {"options", entry.options}};
+      if (!entry.snapshotter.empty()) handlers[hname]["snapshotter"] = entry.snapshotter;
+      if (!entry.cni_conf_dir.empty()) handlers[hname]["cni_conf_dir"] = entry.cni_conf_dir;
     }
     j = {{"default_runtime", c.default_runtime}, {"handlers", handlers}};
   } else {

@@ -3,11 +3,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -218,6 +220,7 @@ absl::StatusOr<CgroupStats> CgroupFs::Stats(std::string_view cgroups_path) const
     dirs.cpuacct = dir("cpuacct");
     dirs.memory = dir("memory");
     dirs.pids = dir("pids");
+    if (!layout_.unified.empty()) dirs.unified = Join(layout_.unified, cgroups_path);  // PSI
     stats = ReadV1Stats(dirs);
   }
   if (absl::IsNotFound(stats.status())) {
@@ -239,6 +242,102 @@ absl::Status CgroupFs::Remove(std::string_view cgroups_path) const {
     if (first.ok()) first = s;
   }
   return first;
+}
+
+namespace {
+
+absl::StatusOr<std::string> ReadSmall(const std::string& path) {
+  sdk::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return core::ErrnoToStatus(errno, "read " + path);
+  char buf[4096];
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buf, sizeof buf);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return core::ErrnoToStatus(errno, "read " + path);
+  std::string text(buf, static_cast<size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+absl::Status WriteSmall(const std::string& path, std::string_view value) {
+  sdk::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return core::ErrnoToStatus(errno, "open " + path);
+  ssize_t n;
+  do {
+    n = ::write(fd.get(), value.data(), value.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return core::ErrnoToStatus(errno, absl::StrCat("write ", AbslView(value), " to ", path));
+  return absl::OkStatus();
+}
+
+// A v1 cpuset cgroup starts with empty cpuset.cpus and cpuset.mems, and no process can join
+// it until they are set: copy them down from the nearest ancestor that has them.
+absl::Status InheritCpuset(const std::string& base, const std::string& dir) {
+  for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+    const std::string own = absl::StrCat(dir, "/", file);
+    absl::StatusOr<std::string> value = ReadSmall(own);
+    if (!value.ok()) return absl::OkStatus();  // not a cpuset hierarchy
+    if (!value->empty()) continue;
+    std::vector<std::string> chain;  // dir and its ancestors below base, deepest first
+    for (std::string d = dir; d.size() > base.size(); d = d.substr(0, d.rfind('/'))) {
+      chain.push_back(d);
+    }
+    std::string inherited;
+    size_t first_set = chain.size();
+    for (size_t i = 0; i < chain.size(); ++i) {
+      absl::StatusOr<std::string> v = ReadSmall(absl::StrCat(chain[i], "/", file));
+      if (v.ok() && !v->empty()) {
+        inherited = *v;
+        first_set = i;
+        break;
+      }
+    }
+    if (inherited.empty()) {
+      ASSIGN_OR_RETURN(inherited, ReadSmall(absl::StrCat(base, "/", file)));
+    }
+    // Top-down: a cpuset may only hold what its parent holds.
+    for (size_t i = first_set; i-- > 0;) {
+      RETURN_IF_ERROR(WriteSmall(absl::StrCat(chain[i], "/", file), inherited));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CgroupFs::Enter(std::string_view cgroups_path, int64_t pid) const {
+  RETURN_IF_ERROR(ValidateCgroupPath(cgroups_path, "cgroups path"));
+  if (cgroups_path == "/") return absl::InvalidArgumentError("refusing to move a process to the root cgroup");
+  RETURN_IF_ERROR(CheckLayout());
+  return EnterCgroupDirs(layout_.AllHierarchies(), cgroups_path, pid);
+}
+
+absl::Status EnterCgroupDirs(const std::vector<std::string>& hierarchies,
+                             std::string_view cgroups_path, int64_t pid) {
+  if (pid <= 0) return absl::InvalidArgumentError(absl::StrCat("pid ", pid, " is not a process"));
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+    return absl::NotFoundError(absl::StrCat("process ", pid, " is gone"));
+  }
+  const std::string pid_text = absl::StrCat(pid);
+  for (const std::string& base : hierarchies) {
+    const std::string dir = Join(base, cgroups_path);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return core::ErrnoToStatus(ec.value(), absl::StrCat("create cgroup ", AbslView(cgroups_path), " (", dir, ")"));
+    }
+    RETURN_IF_ERROR(InheritCpuset(base, dir));
+    absl::Status s = WriteSmall(dir + "/cgroup.procs", pid_text);
+    if (!s.ok()) {
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        return absl::NotFoundError(absl::StrCat("process ", pid, " is gone"));
+      }
+      return absl::Status(s.code(), absl::StrCat("move process ", pid, " into cgroup ",
+                                                 AbslView(cgroups_path), ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace berth::cgroupfs

@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -40,6 +41,11 @@ class CgroupFs {
   // FAILED_PRECONDITION naming a pid when processes remain; UNAVAILABLE when the kernel
   // still reports it busy without a process (tasks exiting), to be retried.
   [[nodiscard]] absl::Status Remove(std::string_view cgroups_path) const;
+  // Moves process `pid` into the cgroup, creating its directory in every hierarchy (a new
+  // v1 cpuset cgroup gets its parent's cpus and mems first, or no process could join it).
+  // A hierarchy that refuses the process (a v1 one the kernel does not let us write) is
+  // an error naming it; NOT_FOUND when the process is gone.
+  [[nodiscard]] absl::Status Enter(std::string_view cgroups_path, int64_t pid) const;
 
  private:
   // The operation needs a layout; FAILED_PRECONDITION when none was detected.
@@ -47,5 +53,11 @@ class CgroupFs {
 
   Layout layout_;
 };
+
+// What Enter does once the path is checked: `cgroups_path` (absolute, relative to each
+// hierarchy's root) made in each of `hierarchies` and `pid` written to its cgroup.procs.
+// The systemd driver uses it for the v1 hierarchies systemd does not manage.
+[[nodiscard]] absl::Status EnterCgroupDirs(const std::vector<std::string>& hierarchies,
+                                           std::string_view cgroups_path, int64_t pid);
 
 }  // namespace berth::cgroupfs

@@ -67,11 +67,29 @@ class CgroupDir {
   // not enabled here) or the cgroup went away meanwhile.
   [[nodiscard]] absl::Status Read(const char* name, std::span<char> buf,
                                   std::string_view* text) const {
+    return ReadFile(name, buf, text, /*pressure=*/false);
+  }
+  // The same for a pressure file, also empty when the kernel refuses it because PSI is off
+  // (EOPNOTSUPP: psi=0 at boot, or cgroup.pressure set to 0, on kernels that still show the
+  // file then).
+  [[nodiscard]] absl::Status ReadPressure(const char* name, std::span<char> buf,
+                                          std::string_view* text) const {
+    return ReadFile(name, buf, text, /*pressure=*/true);
+  }
+
+ private:
+  CgroupDir(sdk::UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+
+  [[nodiscard]] absl::Status ReadFile(const char* name, std::span<char> buf, std::string_view* text,
+                                      bool pressure) const {
     *text = {};
+    auto absent = [pressure](int err) {
+      return err == ENOENT || err == ENODEV || (pressure && err == EOPNOTSUPP);
+    };
     sdk::UniqueFd fd(::openat(fd_.get(), name, O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!fd.valid()) {
       int err = errno;
-      if (err == ENOENT || err == ENODEV) return absl::OkStatus();
+      if (absent(err)) return absl::OkStatus();
       return core::ErrnoToStatus(err, absl::StrCat("open ", path_, "/", name));
     }
     size_t len = 0;
@@ -80,7 +98,7 @@ class CgroupDir {
       if (n < 0) {
         int err = errno;
         if (err == EINTR) continue;
-        if (err == ENODEV) return absl::OkStatus();  // removed while we read
+        if (absent(err)) return absl::OkStatus();  // removed while we read, or PSI off
         return core::ErrnoToStatus(err, absl::StrCat("read ", path_, "/", name));
       }
       if (n == 0) break;
@@ -90,8 +108,6 @@ class CgroupDir {
     return absl::OkStatus();
   }
 
- private:
-  CgroupDir(sdk::UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
   sdk::UniqueFd fd_;
   std::string path_;
 };
@@ -114,6 +130,71 @@ void AppendField(std::string* out, bool* first, absl::string_view key, std::opti
   if (!v) return;
   absl::StrAppend(out, *first ? "" : ",", "\"", key, "\":", *v);
   *first = false;
+}
+
+// ,"psi":{"some":{...},"full":{...}} (without the comma when it is the first member), or
+// nothing when neither line was read. Averages are printed with six significant digits, more
+// than the two decimals the kernel gives.
+void AppendPsi(std::string* out, bool* first, const Psi& psi) {
+  if (psi.empty()) return;
+  absl::StrAppend(out, *first ? "" : ",", "\"psi\":{");
+  bool first_line = true;
+  for (const auto& [name, line] : {std::pair{"some", &psi.some}, std::pair{"full", &psi.full}}) {
+    if (!*line) continue;
+    const PsiFigures& f = **line;
+    absl::StrAppend(out, first_line ? "" : ",", "\"", name, "\":{\"total_ns\":", f.total_ns,
+                    ",\"avg10\":", f.avg10, ",\"avg60\":", f.avg60, ",\"avg300\":", f.avg300, "}");
+    first_line = false;
+  }
+  out->push_back('}');
+  *first = false;
+}
+
+// A percentage of a pressure line: a finite number from 0 to 100.
+std::optional<double> ParsePercent(std::string_view text) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  if (!(v >= 0 && v <= 100)) return std::nullopt;  // also refuses nan
+  return v;
+}
+
+// "avg10=0.08 avg60=8.54 avg300=12.81 total=4523440894": empty unless all four are there.
+std::optional<PsiFigures> ParsePsiLine(std::string_view rest) {
+  std::optional<double> avg10, avg60, avg300;
+  std::optional<uint64_t> total_us;
+  while (!rest.empty()) {
+    size_t sp = rest.find(' ');
+    std::string_view field = rest.substr(0, sp);
+    rest.remove_prefix(sp == std::string_view::npos ? rest.size() : sp + 1);
+    size_t eq = field.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view key = field.substr(0, eq), value = field.substr(eq + 1);
+    if (key == "avg10") {
+      avg10 = ParsePercent(value);
+    } else if (key == "avg60") {
+      avg60 = ParsePercent(value);
+    } else if (key == "avg300") {
+      avg300 = ParsePercent(value);
+    } else if (key == "total") {
+      total_us = ParseFigure(value);
+    }
+  }
+  if (!avg10 || !avg60 || !avg300 || !total_us) return std::nullopt;
+  return PsiFigures{
+      .total_ns = *Scale(total_us, 1000), .avg10 = *avg10, .avg60 = *avg60, .avg300 = *avg300};
+}
+
+// cpu.pressure, memory.pressure and io.pressure of a cgroup2 directory.
+absl::Status ReadPsi(const CgroupDir& d, std::span<char> buf, CgroupStats* s) {
+  std::string_view text;
+  RETURN_IF_ERROR(d.ReadPressure("cpu.pressure", buf, &text));
+  s->cpu_psi = ParsePsi(text);
+  RETURN_IF_ERROR(d.ReadPressure("memory.pressure", buf, &text));
+  s->memory_psi = ParsePsi(text);
+  RETURN_IF_ERROR(d.ReadPressure("io.pressure", buf, &text));
+  s->io_psi = ParsePsi(text);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -143,6 +224,24 @@ void ParseFlatKeyed(std::string_view text, std::initializer_list<FlatKey> keys) 
   }
 }
 
+Psi ParsePsi(std::string_view text) {
+  Psi psi;
+  while (!text.empty()) {
+    size_t eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+    size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) continue;
+    std::string_view kind = line.substr(0, sp);
+    if (kind == "some") {
+      psi.some = ParsePsiLine(line.substr(sp + 1));
+    } else if (kind == "full") {
+      psi.full = ParsePsiLine(line.substr(sp + 1));
+    }
+  }
+  return psi;
+}
+
 std::optional<uint64_t> FlatKeyed(std::string_view text, std::string_view key) {
   std::optional<uint64_t> v;
   ParseFlatKeyed(text, {{key, &v}});
@@ -152,21 +251,27 @@ std::optional<uint64_t> FlatKeyed(std::string_view text, std::string_view key) {
 std::string StatsToJson(const CgroupStats& s) {
   std::string out = absl::StrCat("{\"timestamp_ns\":", s.timestamp_ns);
   using Field = std::pair<absl::string_view, std::optional<uint64_t>>;
-  auto group = [&out](absl::string_view name, std::initializer_list<Field> fields) {
+  auto group = [&out](absl::string_view name, std::initializer_list<Field> fields,
+                      const Psi& psi = Psi{}) {
     std::string body;
     bool first = true;
     for (const auto& [key, value] : fields) AppendField(&body, &first, key, value);
+    AppendPsi(&body, &first, psi);
     if (!first) absl::StrAppend(&out, ",\"", name, "\":{", body, "}");
   };
   group("cpu",
-        {{"usage_ns", s.cpu_usage_ns}, {"user_ns", s.cpu_user_ns}, {"system_ns", s.cpu_system_ns}});
-  group("memory", {{"usage_bytes", s.memory_usage_bytes},
-                   {"working_set_bytes", s.memory_working_set_bytes},
-                   {"rss_bytes", s.memory_rss_bytes},
-                   {"page_faults", s.memory_page_faults},
-                   {"major_page_faults", s.memory_major_page_faults},
-                   {"limit_bytes", s.memory_limit_bytes},
-                   {"oom_kills", s.memory_oom_kills}});
+        {{"usage_ns", s.cpu_usage_ns}, {"user_ns", s.cpu_user_ns}, {"system_ns", s.cpu_system_ns}},
+        s.cpu_psi);
+  group("memory",
+        {{"usage_bytes", s.memory_usage_bytes},
+         {"working_set_bytes", s.memory_working_set_bytes},
+         {"rss_bytes", s.memory_rss_bytes},
+         {"page_faults", s.memory_page_faults},
+         {"major_page_faults", s.memory_major_page_faults},
+         {"limit_bytes", s.memory_limit_bytes},
+         {"oom_kills", s.memory_oom_kills}},
+        s.memory_psi);
+  group("io", {}, s.io_psi);
   group("pids", {{"current", s.pids_current}, {"limit", s.pids_limit}});
   out += '}';
   return out;
@@ -205,6 +310,8 @@ absl::StatusOr<CgroupStats> ReadV2Stats(const std::string& dir) {
   s.pids_current = ParseFigure(text);
   RETURN_IF_ERROR(d.Read("pids.max", buf, &text));
   s.pids_limit = ParseFigure(text);  // "max": no limit
+
+  RETURN_IF_ERROR(ReadPsi(d, buf, &s));
   return s;
 }
 
@@ -258,6 +365,16 @@ absl::StatusOr<CgroupStats> ReadV1Stats(const V1StatsDirs& dirs) {
     s.pids_current = ParseFigure(text);
     RETURN_IF_ERROR(pids->Read("pids.max", buf, &text));
     s.pids_limit = ParseFigure(text);
+  }
+  // The kernel accounts pressure in the cgroup2 hierarchy only: on a hybrid host, the
+  // runtime's directory for the cgroup in the cgroup2 mount (runc creates it there too).
+  if (!dirs.unified.empty()) {
+    absl::StatusOr<CgroupDir> unified = CgroupDir::Open(dirs.unified);
+    if (unified.ok()) {
+      RETURN_IF_ERROR(ReadPsi(*unified, buf, &s));
+    } else if (!absl::IsNotFound(unified.status())) {
+      return unified.status();
+    }
   }
   return s;
 }

@@ -14,6 +14,21 @@
 
 namespace berth::cgroupfs {
 
+// One line of a pressure stall information file (cpu.pressure, memory.pressure, io.pressure):
+// the share of wall time, in percent over the last 10, 60 and 300 seconds, during which some
+// (or all: "full") of the cgroup's tasks were stalled on the resource, and the total stall
+// time since the cgroup was created.
+struct PsiFigures {
+  uint64_t total_ns = 0;  // the file's total= is in microseconds
+  double avg10 = 0, avg60 = 0, avg300 = 0;
+};
+// The "some" and "full" lines of one pressure file; a line that is absent (cpu.pressure has
+// no "full" before Linux 5.13) or malformed is empty.
+struct Psi {
+  std::optional<PsiFigures> some, full;
+  bool empty() const { return !some && !full; }
+};
+
 // A figure the kernel does not provide (controller not enabled, file absent, "max") is empty
 // and left out of the JSON.
 struct CgroupStats {
@@ -23,24 +38,34 @@ struct CgroupStats {
   std::optional<uint64_t> memory_page_faults, memory_major_page_faults;
   std::optional<uint64_t> memory_limit_bytes, memory_oom_kills;
   std::optional<uint64_t> pids_current, pids_limit;
+  // Pressure stall information, from the cgroup's directory in the cgroup2 hierarchy (the
+  // hybrid host's cgroup2 mount for v1 stats); empty where the kernel has no PSI (before
+  // 4.20, CONFIG_PSI off, psi=0 at boot, or cgroup.pressure set to 0).
+  Psi cpu_psi, memory_psi, io_psi;
 };
 
 // The JSON of berth_cgroup_driver_v1.stats (berth/kinds.h): {"timestamp_ns", "cpu":
-// {"usage_ns", "user_ns", "system_ns"}, "memory": {"usage_bytes", "working_set_bytes",
-// "rss_bytes", "page_faults", "major_page_faults", "limit_bytes", "oom_kills"}, "pids":
-// {"current", "limit"}}; empty figures, and groups with none, left out.
+// {"usage_ns", "user_ns", "system_ns", "psi"}, "memory": {"usage_bytes", "working_set_bytes",
+// "rss_bytes", "page_faults", "major_page_faults", "limit_bytes", "oom_kills", "psi"}, "io":
+// {"psi"}, "pids": {"current", "limit"}}, each "psi" {"some": {"total_ns", "avg10", "avg60",
+// "avg300"}, "full": {...}}; empty figures, and groups with none, left out.
 [[nodiscard]] std::string StatsToJson(const CgroupStats& stats);
 
-// The cgroup at `dir` of a cgroup2 hierarchy ("/sys/fs/cgroup/kubepods/pod1/abc").
-// NOT_FOUND when the directory does not exist.
+// The cgroup at `dir` of a cgroup2 hierarchy ("/sys/fs/cgroup/kubepods/pod1/abc"), pressure
+// files included. NOT_FOUND when the directory does not exist.
 [[nodiscard]] absl::StatusOr<CgroupStats> ReadV2Stats(const std::string& dir);
 
 // The directories of one cgroup in the v1 hierarchies the figures come from; empty when
-// that controller is not mounted.
+// that controller is not mounted. `unified`: its directory in the hybrid host's cgroup2
+// mount ("/sys/fs/cgroup/unified/kubepods/pod1/abc"), where the pressure files are; empty on
+// a v1 host without one.
 struct V1StatsDirs {
   std::string cpuacct, memory, pids;
+  std::string unified;
 };
-// NOT_FOUND when the cgroup exists in none of them.
+// NOT_FOUND when the cgroup exists in none of the controller hierarchies (the cgroup2
+// directory alone does not count: it only adds the pressure figures, and a missing one just
+// leaves them out).
 [[nodiscard]] absl::StatusOr<CgroupStats> ReadV1Stats(const V1StatsDirs& dirs);
 
 // The v1 memory controller reports "no limit" as LONG_MAX rounded down to a page
@@ -58,5 +83,9 @@ struct FlatKey {
   std::optional<uint64_t>* out;
 };
 void ParseFlatKeyed(std::string_view text, std::initializer_list<FlatKey> keys);
+// The text of a pressure file: lines "some avg10=0.08 avg60=8.54 avg300=12.81 total=4523440894"
+// and "full ..."; a line missing one of the four keys, or with a value that is not a number,
+// is left out. Other keys and lines are ignored.
+[[nodiscard]] Psi ParsePsi(std::string_view text);
 
 }  // namespace berth::cgroupfs

@@ -51,6 +51,9 @@ class CgroupFsPlugin {
     return StatsToJson(*stats);
   }
   sdk::Status Remove(std::string_view cgroups_path) { return ToSdk(fs_.Remove(cgroups_path)); }
+  sdk::Status Enter(std::string_view cgroups_path, int64_t pid) {
+    return ToSdk(fs_.Enter(cgroups_path, pid));
+  }
 
  private:
   explicit CgroupFsPlugin(CgroupFs fs) : fs_(std::move(fs)) {}

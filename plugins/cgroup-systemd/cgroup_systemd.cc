@@ -121,6 +121,7 @@ absl::StatusOr<cgroupfs::CgroupStats> CgroupSystemd::Stats(std::string_view cgro
     dirs.cpuacct = DirOf(rel, "cpuacct");
     dirs.memory = DirOf(rel, "memory");
     dirs.pids = DirOf(rel, "pids");
+    dirs.unified = DirOf(rel, "");  // the hybrid host's cgroup2 mount (PSI); "" on pure v1
     stats = cgroupfs::ReadV1Stats(dirs);
   }
   if (absl::IsNotFound(stats.status())) {

@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "plugins/cgroup-fs/cgroup_fs.h"
 #include "plugins/cgroup-systemd/cgroup_systemd.h"
+#include "plugins/cgroup-systemd/transient_scope.h"
 #include "plugins/common/plugin_util.h"
 #include "plugins/common/status_convert.h"
 
@@ -86,6 +88,32 @@ class SystemdPlugin {
     return cgroupfs::StatsToJson(*stats);
   }
   sdk::Status Remove(std::string_view cgroups_path) { return ToSdk(driver_.Remove(cgroups_path)); }
+  // A scope of its own for the process (a pod's shim) in the path's slice; a scope left by a
+  // crash is joined instead.
+  sdk::Status Enter(std::string_view cgroups_path, int64_t pid) {
+    absl::StatusOr<ScopePath> scope = ParseCgroupsPath(cgroups_path);
+    if (!scope.ok()) return ToSdk(scope.status());
+    if (pid <= 0 || pid > INT32_MAX) {
+      return sdk::InvalidArgument(absl::StrCat("pid ", pid, " is not a process id"));
+    }
+    absl::StatusOr<SystemdBus> bus = driver_.Connect();
+    if (!bus.ok()) return ToSdk(bus.status());
+    ScopeProperties props;
+    props.description = absl::StrCat("berth: process ", pid, " of ", scope->name);
+    absl::Status s = StartScope(*bus, scope->slice, scope->Unit(), static_cast<pid_t>(pid), props);
+    if (absl::IsAlreadyExists(s)) s = AttachToUnit(*bus, scope->Unit(), static_cast<pid_t>(pid));
+    if (!s.ok()) return ToSdk(s);
+    // On cgroup v1 systemd realizes the scope only in the hierarchies it manages; like runc
+    // for a container, the process also gets the scope's directory in the others (cpuset,
+    // freezer...), which remove() takes away with the scope's leftovers.
+    std::vector<std::string> rest;
+    std::error_code ec;
+    for (const std::string& base : driver_.layout().v1_hierarchies) {
+      if (!std::filesystem::is_directory(base + scope->CgroupDir(), ec)) rest.push_back(base);
+    }
+    if (rest.empty()) return sdk::Status::Ok();
+    return ToSdk(cgroupfs::EnterCgroupDirs(rest, scope->CgroupDir(), pid));
+  }
 
  private:
   explicit SystemdPlugin(CgroupSystemd driver) : driver_(std::move(driver)) {}

@@ -240,6 +240,25 @@ absl::Status StartScope(SystemdBus& bus, std::string_view slice, std::string_vie
   }
 }
 
+absl::Status AttachToUnit(SystemdBus& bus, std::string_view unit_name, pid_t pid) {
+  RETURN_IF_ERROR(ValidateScopeName(unit_name));
+  const std::string unit(unit_name);
+  BusError error;
+  int r = sd_bus_call_method(bus.get(), kSystemdService, kSystemdPath, kManagerInterface,
+                             "AttachProcessesToUnit", error.get(), nullptr, "ssau",
+                             unit.c_str(), "", 1, static_cast<uint32_t>(pid));
+  if (r < 0) {
+    absl::Status s =
+        SystemdBus::CallError(r, *error, absl::StrCat("move pid ", pid, " into unit ", unit));
+    if (sd_bus_error_has_name(error.get(), "org.freedesktop.DBus.Error.UnixProcessIdUnknown") > 0) {
+      return absl::NotFoundError(
+          absl::StrCat(s.message(), " (systemd cannot see pid ", pid, " in its PID namespace)"));
+    }
+    return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SetUnitResources(SystemdBus& bus, std::string_view unit_name,
                               const UnitResources& resources) {
   const std::string unit(unit_name);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Transient scope units: moving a running process (a pod's shim) into a scope of its own in a
 // slice, and setting a unit's resource limits, through systemd's D-Bus API
-// (docs/cgroup-drivers.md §3). Not reached through the plugin ABI yet.
+// (docs/cgroup-drivers.md §3). The driver's `enter` (ABI 1.2) uses StartScope and
+// AttachToUnit for a pod's shim.
 #pragma once
 
 #include <sys/types.h>
@@ -54,6 +55,11 @@ struct ScopeProperties {
 [[nodiscard]] absl::Status StartScope(SystemdBus& bus, std::string_view slice,
                                       std::string_view unit_name, pid_t pid,
                                       const ScopeProperties& properties);
+
+// Moves the running process `pid` into loaded unit `unit` (AttachProcessesToUnit, systemd
+// 238 or later; subcgroup "": the unit's own cgroup). NOT_FOUND when no such unit is loaded
+// or systemd cannot see the process; the D-Bus error otherwise.
+[[nodiscard]] absl::Status AttachToUnit(SystemdBus& bus, std::string_view unit, pid_t pid);
 
 // Sets `resources` on loaded unit `unit` at runtime (SetUnitProperties with runtime=true: not
 // persisted across a reboot). INVALID_ARGUMENT for a value out of range, NOT_FOUND when no

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 #include <string>
@@ -111,8 +112,18 @@ void Network::Log(LogLevel level, const std::string& msg) const {
   if (log_) log_(level, msg);
 }
 
-sdk::Readiness Network::Status() {
-  absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(options_.conf_dir, options_.bin_dirs);
+std::vector<std::string> Network::ConfDirs() const {
+  std::vector<std::string> dirs = {options_.conf_dir};
+  for (const std::string& d : options_.extra_conf_dirs) {
+    if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
+  }
+  return dirs;
+}
+
+sdk::Readiness Network::Status() { return StatusOf(options_.conf_dir); }
+
+sdk::Readiness Network::StatusOf(const std::string& conf_dir) {
+  absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(conf_dir, options_.bin_dirs);
   if (!config.ok()) {
     return sdk::Readiness::NotReady(kNotReady, std::string(config.status().message()));
   }
@@ -216,7 +227,17 @@ absl::StatusOr<std::string> Network::Attach(std::string_view request_json) {
   }
   absl::StatusOr<json> caps = CapabilityArgs(request);
   if (!caps.ok()) return Prefix(what, caps.status());
-  absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(options_.conf_dir, options_.bin_dirs);
+  const std::string conf_dir = request.conf_dir.empty() ? options_.conf_dir : request.conf_dir;
+  if (const std::vector<std::string> dirs = ConfDirs();
+      std::find(dirs.begin(), dirs.end(), conf_dir) == dirs.end()) {
+    std::string known;
+    for (const std::string& d : dirs) known += (known.empty() ? "" : ", ") + d;
+    return absl::InvalidArgumentError(
+        what + ": \"conf_dir\" " + conf_dir +
+        " is not a configuration directory of this network (known: " + known +
+        "; a runtime handler's cni_conf_dir becomes one when berthd starts)");
+  }
+  absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(conf_dir, options_.bin_dirs);
   if (!config.ok()) {
     return absl::FailedPreconditionError(what + ": " + std::string(config.status().message()));
   }
@@ -272,6 +293,7 @@ absl::StatusOr<std::string> Network::Attach(std::string_view request_json) {
     return Prefix(what, s);
   }
   json out = AttachResult(*result, config->name);
+  out["config_file"] = config->source;
   if (out["ips"].empty()) {
     Log(LogLevel::kWarning, what + ": network \"" + config->name +
                                 "\" gave the pod no IP address (its result has no \"ips\")");
@@ -401,12 +423,18 @@ absl::Status Network::Gc(std::string_view sandbox_ids_json) {
     }
   }
 
-  // CNI GC of the current network, alone (SPEC.md: no ADD or DEL may run meanwhile).
+  // CNI GC of the current network of each directory, alone (SPEC.md: no ADD or DEL may run
+  // meanwhile).
   std::unique_lock<std::shared_mutex> gc(gc_mu_);
-  absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(options_.conf_dir, options_.bin_dirs);
-  if (!config.ok()) {
-    Log(LogLevel::kDebug, "gc: no plugin GC: " + std::string(config.status().message()));
-  } else if (CompareVersions(config->cni_version, "1.1.0") >= 0 && !config->disable_gc) {
+  for (const std::string& conf_dir : ConfDirs()) {
+    absl::StatusOr<NetworkConfig> config = LoadNetworkConfig(conf_dir, options_.bin_dirs);
+    if (!config.ok()) {
+      Log(LogLevel::kDebug, "gc: no plugin GC: " + std::string(config.status().message()));
+      continue;
+    }
+    if (CompareVersions(config->cni_version, "1.1.0") < 0 || config->disable_gc) continue;
+    // Attachments of a network of the same name in another directory count as valid too:
+    // GC may keep too much, never release what a pod uses.
     json valid = json::array();
     absl::StatusOr<std::vector<std::string>> remaining = cache_.List();
     if (!remaining.ok()) return Prefix("gc", remaining.status());
@@ -430,6 +458,15 @@ absl::Status Network::Gc(std::string_view sandbox_ids_json) {
   std::string msg = "gc: " + std::to_string(errors.size()) + " error(s): ";
   for (size_t i = 0; i < errors.size(); ++i) msg += (i ? "; " : "") + errors[i];
   return absl::Status(first_code, msg);
+}
+
+json ConfDirStatuses(Network& network) {
+  json out = json::object();
+  for (const std::string& dir : network.ConfDirs()) {
+    const sdk::Readiness r = network.StatusOf(dir);
+    out[dir] = {{"network_ready", r.ready}, {"reason", r.reason}, {"message", r.message}};
+  }
+  return out;
 }
 
 json AttachResult(const json& cni_result, const std::string& network) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Pod networks through CNI (SPEC.md section 3): attach, detach, check and garbage-collect
-// pod sandboxes on the network that the first configuration file of conf_dir describes.
+// pod sandboxes on the network that the first configuration file of conf_dir describes, or of
+// another configuration directory that the attach request names (a runtime handler's
+// cni_conf_dir; one of extra_conf_dirs).
 //
 // The configuration is read again for every attach and every status, so a configuration
 // that appears or changes later is used for new pods; detach, check and GC of an existing
@@ -34,6 +36,10 @@ namespace berth::cni {
 
 struct NetworkOptions {
   std::string conf_dir = "/etc/cni/net.d";
+  // Further configuration directories attach requests may name ("conf_dir"): the runtime
+  // handlers' cni_conf_dir. Each is read with the same rules as conf_dir; their readiness is
+  // reported (StatusOf) and their 1.1.0 networks get GC like conf_dir's.
+  std::vector<std::string> extra_conf_dirs;
   std::vector<std::string> bin_dirs = {"/opt/cni/bin", "/usr/lib/cni"};
   std::string cache_dir;  // required: where attachment records live
   absl::Duration plugin_timeout = absl::Minutes(2);
@@ -57,12 +63,19 @@ class Network {
   // exists, and (1.1.0 lists) every plugin answers STATUS without an error; otherwise
   // NotReady "NetworkPluginNotReady" with a message naming the file and what is wrong.
   sdk::Readiness Status();
+  // The same for one configuration directory (conf_dir or one of extra_conf_dirs).
+  sdk::Readiness StatusOf(const std::string& conf_dir);
+  // conf_dir, then extra_conf_dirs, without repetitions.
+  std::vector<std::string> ConfDirs() const;
 
-  // Attaches the sandbox (request JSON of kinds.h) and returns the result JSON:
-  //   {"ips": [...], "interfaces": [...], "dns": {...}, "network": "<name>"}
-  // INVALID_ARGUMENT for a bad request, FAILED_PRECONDITION when no usable configuration
-  // exists (naming conf_dir or the file), the failing plugin's error otherwise (cni_exec.h),
-  // after every plugin of the list was asked to DEL again.
+  // Attaches the sandbox (request JSON of kinds.h) with the configuration of the request's
+  // conf_dir (empty: options.conf_dir) and returns the result JSON:
+  //   {"ips": [...], "interfaces": [...], "dns": {...}, "network": "<name>",
+  //    "config_file": "<the file used>"}
+  // INVALID_ARGUMENT for a bad request or a conf_dir that is not one of ConfDirs(),
+  // FAILED_PRECONDITION when no usable configuration exists (naming the directory or the
+  // file), the failing plugin's error otherwise (cni_exec.h), after every plugin of the list
+  // was asked to DEL again.
   [[nodiscard]] absl::StatusOr<std::string> Attach(std::string_view request_json);
 
   // Detaches the sandbox with what Attach recorded; OK when nothing is recorded. On failure
@@ -74,8 +87,9 @@ class Network {
   [[nodiscard]] absl::Status Check(std::string_view request_json);
 
   // Detaches every recorded sandbox not in `sandbox_ids_json` (a JSON array of strings),
-  // then runs GC on the plugins of the current configuration (1.1.0 lists, unless
-  // disableGC) with the attachments that remain.
+  // then runs GC on the plugins of the current configuration of every directory of
+  // ConfDirs() (1.1.0 lists, unless disableGC) with the attachments that remain on that
+  // network.
   [[nodiscard]] absl::Status Gc(std::string_view sandbox_ids_json);
 
   const NetworkOptions& options() const { return options_; }
@@ -123,5 +137,9 @@ class Network {
 
 // The result JSON of Attach from the final CNI result (any version 0.3.0 to 1.1.0).
 nlohmann::json AttachResult(const nlohmann::json& cni_result, const std::string& network);
+
+// The readiness of every configuration directory of `network`, as the plugin's status()
+// reports it (kinds.h): {"<dir>": {"network_ready": bool, "reason": str, "message": str}}.
+nlohmann::json ConfDirStatuses(Network& network);
 
 }  // namespace berth::cni

@@ -40,6 +40,24 @@ absl::Status CheckArgValue(const char* key, const std::string& value) {
   return absl::OkStatus();
 }
 
+// Empty, or an absolute directory without "." or ".." components (nor NUL).
+absl::Status CheckConfDir(const std::string& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  bool ok = dir[0] == '/' && dir.find('\0') == std::string::npos;
+  for (size_t i = 0; ok && i < dir.size();) {
+    size_t end = dir.find('/', i);
+    if (end == std::string::npos) end = dir.size();
+    const std::string_view segment = std::string_view(dir).substr(i, end - i);
+    ok = segment != "." && segment != "..";
+    i = end + 1;
+  }
+  if (!ok) {
+    return Invalid("\"conf_dir\" must be an absolute directory without \".\" or \"..\" "
+                   "components, got \"" + dir + "\"");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> PortField(const json& m, const char* key, size_t index, int min) {
   if (!m.contains(key) || m[key].is_null()) {
     if (min == 0) return 0;
@@ -101,6 +119,8 @@ absl::StatusOr<AttachRequest> ParseAttachRequest(std::string_view request_json) 
   ASSIGN_OR_RETURN(r.pod_namespace, StringField(j, "pod_namespace"));
   ASSIGN_OR_RETURN(r.pod_uid, StringField(j, "pod_uid"));
   ASSIGN_OR_RETURN(r.pod_cidr, StringField(j, "pod_cidr"));
+  ASSIGN_OR_RETURN(r.conf_dir, StringField(j, "conf_dir"));
+  RETURN_IF_ERROR(CheckConfDir(r.conf_dir));
   RETURN_IF_ERROR(CheckArgValue("pod_name", r.pod_name));
   RETURN_IF_ERROR(CheckArgValue("pod_namespace", r.pod_namespace));
   RETURN_IF_ERROR(CheckArgValue("pod_uid", r.pod_uid));

@@ -38,6 +38,9 @@ struct AttachRequest {
   std::vector<PortMapping> port_mappings;
   std::map<std::string, std::string> annotations;
   std::string pod_cidr;
+  // The CNI configuration directory to attach with (a runtime handler's cni_conf_dir); empty:
+  // the plugin's conf_dir. Absolute, without "." or ".." components.
+  std::string conf_dir;
   // The request as received; the attachment cache keeps it.
   nlohmann::json raw;
 };
@@ -49,7 +52,8 @@ struct AttachRequest {
 
 // Parses a request (kinds.h). sandbox_id is required and checked; every other field is
 // optional but must have its type; ports must be in range and protocols tcp, udp or sctp
-// (any case). INVALID_ARGUMENT naming the field.
+// (any case); conf_dir, when given, absolute and without "." or ".." components.
+// INVALID_ARGUMENT naming the field.
 [[nodiscard]] absl::StatusOr<AttachRequest> ParseAttachRequest(std::string_view request_json);
 
 // CNI_ARGS for the pod: "IgnoreUnknown=1;K8S_POD_NAMESPACE=<ns>;K8S_POD_NAME=<name>;

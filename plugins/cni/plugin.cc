@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "plugins/cni/cni_network.h"
 #include "plugins/common/plugin_util.h"
 #include "plugins/common/status_convert.h"
@@ -71,10 +72,43 @@ class CniPlugin {
     }
     options.plugin_timeout = absl::Seconds(*seconds);
     options.cache_dir = host.RootDir() + "/attachments";
+    // The runtime handlers' own configuration directories (runtimes: <handler>: cni_conf_dir;
+    // the core checked that they are absolute and normal).
+    std::vector<std::string> handler_dirs;
+    if (auto runtimes = host.Section("runtimes"); runtimes.ok()) {
+      nlohmann::json rj = nlohmann::json::parse(*runtimes, nullptr, false);
+      nlohmann::json handlers = nlohmann::json::object();
+      if (rj.is_object() && rj.contains("handlers") && rj["handlers"].is_object()) {
+        handlers = rj["handlers"];
+      }
+      for (const auto& [name, entry] : handlers.items()) {
+        if (!entry.is_object() || !entry.contains("cni_conf_dir")) continue;
+        const nlohmann::json& dir = entry["cni_conf_dir"];
+        if (!dir.is_string() || dir.get<std::string>().empty() ||
+            dir.get<std::string>()[0] != '/') {
+          return sdk::InvalidArgument(
+              host.ConfigWhere(("/runtimes." + name + ".cni_conf_dir").c_str()) +
+              ": key \"runtimes." + name +
+              ".cni_conf_dir\": expected an absolute path, got " + dir.dump());
+        }
+        options.extra_conf_dirs.push_back(dir.get<std::string>());
+        handler_dirs.push_back(name + ": " + dir.get<std::string>());
+      }
+    } else {
+      host.Debug("CNI: no runtimes section (" + std::string(runtimes.status().message()) +
+                 "): no handler has a configuration directory of its own");
+    }
     auto log = [host](LogLevel level, std::string_view msg) { host.Log(ToHostLevel(level), msg); };
     absl::StatusOr<std::unique_ptr<Network>> network = Network::Create(options, log);
     if (!network.ok()) return ToSdk(network.status());
-    host.Info("CNI: configuration from " + options.conf_dir + ", plugins from " +
+    std::string handlers_text;
+    for (const std::string& h : handler_dirs) {
+      handlers_text += (handlers_text.empty() ? "" : ", ") + h;
+    }
+    if (!handlers_text.empty()) {
+      handlers_text = " (runtime handlers of their own: " + handlers_text + ")";
+    }
+    host.Info("CNI: configuration from " + options.conf_dir + handlers_text + ", plugins from " +
               JoinPaths(options.bin_dirs) + ", attachments recorded in " + options.cache_dir +
               ", plugin timeout " + absl::FormatDuration(options.plugin_timeout));
     out->reset(new CniPlugin(std::move(*network)));
@@ -82,11 +116,25 @@ class CniPlugin {
   }
 
   const void* GetInterface(std::string_view iface) {
-    if (iface == BERTH_IFACE_NETWORK_V1) return sdk::NetworkTable<CniPlugin>();
+    if (iface == BERTH_IFACE_NETWORK_V1) return Table();
     return nullptr;
   }
 
   sdk::Readiness Status() { return network_->Status(); }
+
+  // status() with every configuration directory (kinds.h): the readiness of conf_dir first
+  // (what the SDK's loose status parser reads), then "conf_dirs" for it and each handler's
+  // own directory.
+  std::string StatusJson() {
+    const nlohmann::json dirs = ConfDirStatuses(*network_);
+    const nlohmann::json& own = dirs.at(network_->options().conf_dir);
+    std::string out =
+        sdk::Readiness{own["network_ready"].get<bool>(), own["reason"].get<std::string>(),
+                       own["message"].get<std::string>()}
+            .ToJson();
+    out.pop_back();  // the closing brace
+    return out + ",\"conf_dirs\":" + dirs.dump() + "}";
+  }
 
   sdk::Result<std::string> Attach(std::string_view request_json) {
     absl::StatusOr<std::string> result = network_->Attach(request_json);
@@ -103,6 +151,22 @@ class CniPlugin {
 
  private:
   explicit CniPlugin(std::unique_ptr<Network> network) : network_(std::move(network)) {}
+
+  // The SDK's table, with a status() that reports every configuration directory.
+  static const berth_network_v1* Table() {
+    static const berth_network_v1 table = [] {
+      berth_network_v1 t = *sdk::NetworkTable<CniPlugin>();
+      t.status = [](void* inst, berth_sink* out, berth_sink* err) {
+        return sdk::Guard(err, [&] {
+          sdk::Write(out, static_cast<CniPlugin*>(inst)->StatusJson());
+          return sdk::Status::Ok();
+        });
+      };
+      return t;
+    }();
+    return &table;
+  }
+
   std::unique_ptr<Network> network_;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <set>
 
 #include "cri/v1/api.grpc.pb.h"
@@ -22,7 +23,7 @@ const std::set<std::string>& KnownKeys() {
   static const std::set<std::string> keys = {"cgroup_driver",       "sandbox_image",
                                              "stream_address",      "stream_port",
                                              "stream_tls_cert_file", "stream_tls_key_file",
-                                             "cdi_spec_dirs"};
+                                             "cdi_spec_dirs",       "shim_cgroup"};
   return keys;
 }
 
@@ -42,8 +43,8 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     if (KnownKeys().count(key) == 0) {
       return sdk::InvalidArgument(host.ConfigWhere(key.c_str()) + ": unknown key \"" + key +
                                   "\" for plugin io.berth.cri (known keys: cdi_spec_dirs, "
-                                  "cgroup_driver, sandbox_image, stream_address, stream_port, "
-                                  "stream_tls_cert_file, stream_tls_key_file)");
+                                  "cgroup_driver, sandbox_image, shim_cgroup, stream_address, "
+                                  "stream_port, stream_tls_cert_file, stream_tls_key_file)");
     }
   }
   // Without a choice in the configuration: systemd when its driver runs and reaches systemd
@@ -133,12 +134,38 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
       return sdk::Status(code, host.ConfigWhere(("/runtimes." + name + ".options").c_str()) +
                                    ": runtime handler \"" + name + "\": " + err.str());
     }
-    p->handlers_.push_back(Handler{name, *rt});
+    p->handlers_.push_back(
+        Handler{name, *rt, entry.value("cni_conf_dir", ""), entry.value("snapshotter", "")});
   }
   auto images = host.Lookup<berth_image_store_v1>(BERTH_IFACE_IMAGE_STORE_V1);
   if (!images.ok()) return images.status();
-  auto snapshotter = host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1);
+  // The snapshotters: the image store's default, and the runtime handlers' own, as the image
+  // store resolved them (its status(), kinds.h), so that pods and images agree.
+  sdk::StringSink images_status, images_err;
+  images->table->status(images->instance, images_status.get(), images_err.get());
+  const nlohmann::json is = nlohmann::json::parse(images_status.str(), nullptr, false);
+  const std::string default_snapshotter =
+      is.is_object() ? is.value("snapshotter", "") : std::string();
+  auto snapshotter =
+      host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1,
+                                        default_snapshotter.empty() ? nullptr
+                                                                    : default_snapshotter.c_str());
   if (!snapshotter.ok()) return snapshotter.status();
+  std::map<std::string, std::string> handler_snapshotters;
+  for (auto& [name, entry] : rj["handlers"].items()) {
+    if (!entry.is_object() || !entry.contains("snapshotter")) continue;
+    const nlohmann::json hs = is.is_object() && is.contains("handler_snapshotters")
+                                  ? is["handler_snapshotters"]
+                                  : nlohmann::json::object();
+    if (!hs.is_object() || !hs.contains(name) || !hs[name].is_string()) {
+      return sdk::FailedPrecondition(
+          host.ConfigWhere(("/runtimes." + name + ".snapshotter").c_str()) +
+          ": runtime handler \"" + name + "\" names snapshotter " +
+          entry["snapshotter"].dump() + ", but image store " + images->plugin_id +
+          " does not unpack per handler (its status names no \"handler_snapshotters\")");
+    }
+    handler_snapshotters[name] = hs[name].get<std::string>();
+  }
   if (!BERTH_HAS_MEMBER(cgroups.table, berth_cgroup_driver_v1, remove)) {
     return sdk::FailedPrecondition("cgroup driver plugin " + cgroups.plugin_id +
                                    " predates ABI 1.1 (no cgroup paths or stats)");
@@ -209,6 +236,22 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
     }
     for (const auto& d : v) opts.cdi_spec_dirs.push_back(d.get<std::string>());
   }
+  // Where each pod's shim runs (docs/cgroup-drivers.md): "pod" (default) a cgroup of its own
+  // in the pod's cgroup_parent, "none" berthd's cgroup.
+  if (p->config_.contains("shim_cgroup")) {
+    const auto& v = p->config_["shim_cgroup"];
+    if (!v.is_string() || (v != "pod" && v != "none")) {
+      return sdk::InvalidArgument(host.ConfigWhere("shim_cgroup") +
+                                  ": key \"shim_cgroup\": expected pod (each pod's shim in a "
+                                  "cgroup of its own under the pod's cgroup_parent) or none "
+                                  "(shims stay in berthd's cgroup), got " + v.dump());
+    }
+    opts.shim_in_pod_cgroup = v == "pod";
+  }
+  if (opts.shim_in_pod_cgroup && !BERTH_HAS_MEMBER(cgroups.table, berth_cgroup_driver_v1, enter)) {
+    host.Warn("cgroup driver plugin " + cgroups.plugin_id +
+              " predates ABI 1.2 (no enter): pod shims stay in berthd's cgroup");
+  }
   opts.state_dir = host.StateDir();
   opts.default_handler = p->default_runtime_;
   for (const Handler& h : p->handlers_) {
@@ -226,7 +269,36 @@ sdk::Status CriPlugin::Create(sdk::Host host, std::unique_ptr<CriPlugin>* out) {
                 " cannot attach pods (ABI before 1.1): pods get loopback only");
     }
   }
+  // Handlers with a CNI configuration directory of their own need a network plugin that
+  // attaches with it: one whose status() lists the directory under "conf_dirs" (kinds.h).
+  nlohmann::json network_status;
+  for (const Handler& h : p->handlers_) {
+    if (h.cni_conf_dir.empty()) continue;
+    const std::string where =
+        host.ConfigWhere(("/runtimes." + h.name + ".cni_conf_dir").c_str()) +
+        ": runtime handler \"" + h.name + "\" sets cni_conf_dir " + h.cni_conf_dir;
+    if (opts.network.table == nullptr ||
+        !BERTH_HAS_MEMBER(opts.network.table, berth_network_v1, gc)) {
+      return sdk::FailedPrecondition(where +
+                                     ", but no network plugin that attaches pods is running");
+    }
+    if (network_status.is_null()) network_status = p->NetworkStatus();
+    if (!network_status.contains("conf_dirs") ||
+        !network_status["conf_dirs"].contains(h.cni_conf_dir)) {
+      return sdk::FailedPrecondition(
+          where + ", but network plugin " + opts.network.plugin_id +
+          " does not attach with per-handler configuration directories (its status names no "
+          "\"conf_dirs\" with it; io.berth.cni does)");
+    }
+    opts.handler_cni_conf_dirs[h.name] = h.cni_conf_dir;
+    host.Info("runtime handler " + h.name + ": pod network from " + h.cni_conf_dir);
+  }
   opts.snapshotter = *snapshotter;
+  opts.snapshotters = host.All<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1);
+  for (const auto& [name, id] : handler_snapshotters) {
+    if (id != snapshotter->plugin_id) host.Info("runtime handler " + name + ": snapshotter " + id);
+  }
+  opts.handler_snapshotters = std::move(handler_snapshotters);
   opts.images = *images;
   p->sandbox_image_ = opts.sandbox_image;
   p->runtime_service_ = std::make_unique<RuntimeServiceImpl>(p.get(), host, std::move(opts));
@@ -324,12 +396,69 @@ sdk::Readiness CriPlugin::RuntimeReadiness() {
   return sdk::Readiness::Ready();
 }
 
-sdk::Readiness CriPlugin::NetworkReadiness() {
+nlohmann::json CriPlugin::NetworkStatus() {
   auto nets = host_.All<berth_network_v1>(BERTH_IFACE_NETWORK_V1);
   if (nets.empty()) {
-    return sdk::Readiness::NotReady("NetworkPluginNotReady", "no network plugin is running");
+    return {{"ready", false},
+            {"reason", "NetworkPluginNotReady"},
+            {"message", "no network plugin is running"}};
   }
-  return sdk::QueryStatus(nets.front());
+  sdk::StringSink out, err;
+  int32_t code = nets.front().table->status(nets.front().instance, out.get(), err.get());
+  nlohmann::json j = nlohmann::json::parse(out.str(), nullptr, false);
+  if (code != BERTH_OK || !j.is_object()) {
+    return {{"ready", false},
+            {"reason", "StatusFailed"},
+            {"message", nets.front().plugin_id + ": " +
+                            (code != BERTH_OK ? err.str() : "status() wrote no JSON object")}};
+  }
+  return j;
+}
+
+CriPlugin::NetworkConditions CriPlugin::NetworkReadiness() {
+  const nlohmann::json st = NetworkStatus();
+  auto readiness = [](const nlohmann::json& j, const char* ready_key) {
+    if (j.is_object() && j.value(ready_key, false)) return sdk::Readiness::Ready();
+    return sdk::Readiness::NotReady(j.is_object() ? j.value("reason", "NetworkPluginNotReady")
+                                                  : "NetworkPluginNotReady",
+                                    j.is_object() ? j.value("message", "") : "");
+  };
+  // The network of a directory; the plugin's own when `dir` is empty.
+  auto of = [&](const std::string& dir) {
+    if (dir.empty()) return readiness(st, "ready");
+    const nlohmann::json dirs = st.value("conf_dirs", nlohmann::json::object());
+    if (!dirs.is_object() || !dirs.contains(dir)) {
+      return sdk::Readiness::NotReady("NetworkPluginNotReady",
+                                      "the network plugin does not report " + dir);
+    }
+    return readiness(dirs[dir], "network_ready");
+  };
+  NetworkConditions out;
+  std::string default_dir;
+  for (const Handler& h : handlers_) {
+    if (h.name == default_runtime_) default_dir = h.cni_conf_dir;
+  }
+  out.network = of(default_dir);
+  if (!default_dir.empty() && !out.network.ready) {
+    out.network.message = "runtime handler " + default_runtime_ + " (the default): " +
+                          out.network.message;
+  }
+  // The handlers whose pods use another directory than the default handler's.
+  std::string problems;
+  bool any = false;
+  for (const Handler& h : handlers_) {
+    if (h.cni_conf_dir == default_dir) continue;
+    any = true;
+    sdk::Readiness r = of(h.cni_conf_dir);
+    if (r.ready) continue;
+    problems += (problems.empty() ? "" : "; ") + ("runtime handler " + h.name + ": " + r.message);
+  }
+  if (any) {
+    out.handler_networks = problems.empty()
+                               ? sdk::Readiness::Ready()
+                               : sdk::Readiness::NotReady("NetworkPluginNotReady", problems);
+  }
+  return out;
 }
 
 nlohmann::json CriPlugin::Info() {
@@ -341,6 +470,8 @@ nlohmann::json CriPlugin::Info() {
     handlers.push_back({{"name", h.name},
                         {"plugin", h.runtime.plugin_id},
                         {"status", st.is_discarded() ? nlohmann::json(err.str()) : st}});
+    if (!h.cni_conf_dir.empty()) handlers.back()["cni_conf_dir"] = h.cni_conf_dir;
+    if (!h.snapshotter.empty()) handlers.back()["snapshotter"] = h.snapshotter;
   }
   nlohmann::json daemon = nlohmann::json::parse(host_.Section("daemon").value(), nullptr, false);
   return {{"plugins", nlohmann::json::parse(host_.ListPlugins(), nullptr, false)},

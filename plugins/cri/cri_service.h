@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,17 +37,29 @@ class CriPlugin {
   struct Handler {
     std::string name;
     sdk::Iface<berth_runtime_v1> runtime;
+    std::string cni_conf_dir = {};  // runtimes: <name>: cni_conf_dir; "": the plugin's own
+    std::string snapshotter = {};   // runtimes: <name>: snapshotter, as written; "": default
   };
   const std::vector<Handler>& handlers() const { return handlers_; }
   // RuntimeReady: the default runtime handler and the image/snapshot/cgroup plugins.
   sdk::Readiness RuntimeReadiness();
-  // NetworkReady: the network plugin.
-  sdk::Readiness NetworkReadiness();
+  struct NetworkConditions {
+    // NetworkReady: the network of the default runtime handler (its cni_conf_dir, else the
+    // network plugin's conf_dir), which pods without a RuntimeClass get.
+    sdk::Readiness network;
+    // RuntimeHandlerNetworksReady, only when some handler's network is another directory:
+    // ready when every such directory is; otherwise names each handler and its problem.
+    std::optional<sdk::Readiness> handler_networks;
+  };
+  NetworkConditions NetworkReadiness();
   // What `crictl info` shows: plugins and effective configuration, as JSON.
   nlohmann::json Info();
 
  private:
   explicit CriPlugin(sdk::Host host);
+  // The network plugin's status() as JSON (kinds.h: with "conf_dirs" when it supports
+  // per-handler configuration directories); a not-ready object when there is none.
+  nlohmann::json NetworkStatus();
 
   sdk::Host host_;
   std::string socket_;

@@ -68,6 +68,7 @@ json SandboxRecord::ToJson() const {
           {"image_ref", image_ref},
           {"image_id", image_id},
           {"cgroups_path", cgroups_path},
+          {"shim_cgroups_path", shim_cgroups_path},
           {"sandbox_dir", sandbox_dir},
           {"hostname", hostname},
           {"hostname_path", hostname_path},
@@ -79,7 +80,10 @@ json SandboxRecord::ToJson() const {
           {"pid", pid},
           {"infra_stopped", infra_stopped},
           {"task_created", task_created},
-          {"pod_ips", pod_ips}};
+          {"pod_ips", pod_ips},
+          {"net_conf_dir", net_conf_dir},
+          {"network", network},
+          {"snapshotter", snapshotter}};
 }
 
 absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(const json& j) {
@@ -100,6 +104,7 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(const json& j) {
     r.image_ref = j.value("image_ref", "");
     r.image_id = j.value("image_id", "");
     r.cgroups_path = j.value("cgroups_path", "");
+    r.shim_cgroups_path = j.value("shim_cgroups_path", "");
     r.sandbox_dir = j.value("sandbox_dir", "");
     r.hostname = j.value("hostname", "");
     r.hostname_path = j.value("hostname_path", "");
@@ -112,6 +117,9 @@ absl::StatusOr<SandboxRecord> SandboxRecord::FromJson(const json& j) {
     r.infra_stopped = j.value("infra_stopped", false);
     r.task_created = j.value("task_created", false);
     r.pod_ips = j.value("pod_ips", std::vector<std::string>{});
+    r.net_conf_dir = j.value("net_conf_dir", "");
+    r.network = j.value("network", "");
+    r.snapshotter = j.value("snapshotter", "");
   } catch (const json::exception& e) {
     return absl::DataLossError(absl::StrCat("sandbox record: ", e.what()));
   }

@@ -32,6 +32,7 @@ struct SandboxRecord {
   int64_t created_at = 0;  // ns since the epoch
   std::string image_ref, image_id;  // the sandbox (pause) image
   std::string cgroups_path;         // the pause container's linux.cgroupsPath
+  std::string shim_cgroups_path;    // the cgroup the pod's shim was moved to ("": none)
   // What SetUpPodInfra made (pod_infra.h).
   std::string sandbox_dir, hostname, hostname_path, hosts_path, resolv_conf_path, shm_path,
       net_ns_path, log_directory;
@@ -39,6 +40,12 @@ struct SandboxRecord {
   bool infra_stopped = false;  // StopPodInfra done (shm unmounted, netns unpinned)
   bool task_created = false;   // Task/Create of the pause container succeeded once
   std::vector<std::string> pod_ips;
+  // The pod network: the CNI configuration directory of the sandbox's handler when it has one
+  // ("": the network plugin's own), recorded before the attach, and the network's name.
+  std::string net_conf_dir, network;
+  // The plugin id of the snapshotter of the pod's rootfs layers (its handler's, else the
+  // default), recorded when the sandbox is created; "": the default (older records).
+  std::string snapshotter;
 
   nlohmann::json ToJson() const;
   static absl::StatusOr<SandboxRecord> FromJson(const nlohmann::json& j);

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -29,6 +30,8 @@
 #include "plugins/cri/lsm.h"
 #include "plugins/cri/oci_spec.h"
 #include "plugins/cri/pod_infra.h"
+#include "plugins/cri/shim_stats.h"
+#include "plugins/cri/stats_convert.h"
 #include "plugins/cri/stream_process.h"
 #include "plugins/cri/validate.h"
 
@@ -129,34 +132,6 @@ absl::Status WriteDurable(const std::string& path, const std::string& content) {
 std::string ContainerReason(const std::string& task_reason, uint32_t exit_status) {
   if (task_reason == "OOMKilled") return "OOMKilled";
   return exit_status == 0 ? "Completed" : "Error";
-}
-
-// CPU and memory figures of a cgroup driver's stats JSON, into CRI messages.
-void FillCpu(const json& st, int64_t ts, runtime::v1::CpuUsage* cpu) {
-  cpu->set_timestamp(ts);
-  if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
-    cpu->mutable_usage_core_nano_seconds()->set_value(st["cpu"].value("usage_ns", uint64_t{0}));
-  }
-}
-
-void FillMemory(const json& st, int64_t ts, runtime::v1::MemoryUsage* mem) {
-  mem->set_timestamp(ts);
-  if (!st.contains("memory")) return;
-  const json& m = st["memory"];
-  if (m.contains("working_set_bytes")) {
-    mem->mutable_working_set_bytes()->set_value(m.value("working_set_bytes", uint64_t{0}));
-  }
-  if (m.contains("usage_bytes")) mem->mutable_usage_bytes()->set_value(m.value("usage_bytes", uint64_t{0}));
-  if (m.contains("rss_bytes")) mem->mutable_rss_bytes()->set_value(m.value("rss_bytes", uint64_t{0}));
-  if (m.contains("page_faults")) mem->mutable_page_faults()->set_value(m.value("page_faults", uint64_t{0}));
-  if (m.contains("major_page_faults")) {
-    mem->mutable_major_page_faults()->set_value(m.value("major_page_faults", uint64_t{0}));
-  }
-  if (m.contains("limit_bytes") && m.contains("working_set_bytes")) {
-    uint64_t limit = m.value("limit_bytes", uint64_t{0});
-    uint64_t ws = m.value("working_set_bytes", uint64_t{0});
-    mem->mutable_available_bytes()->set_value(limit > ws ? limit - ws : 0);
-  }
 }
 
 }  // namespace
@@ -430,18 +405,50 @@ SpecInputs RuntimeServiceImpl::BaseSpecInputs(const std::string& sandbox_id,
   return in;
 }
 
-absl::Status RuntimeServiceImpl::MountRootfs(const std::string& key, const std::string& parent,
+absl::StatusOr<sdk::Iface<berth_snapshotter_v1>> RuntimeServiceImpl::SnapshotterById(
+    const std::string& id) const {
+  if (id.empty() || id == options_.snapshotter.plugin_id) return options_.snapshotter;
+  for (const auto& snap : options_.snapshotters) {
+    if (snap.plugin_id == id) return snap;
+  }
+  return absl::FailedPreconditionError(
+      "snapshotter " + id + " of this pod is not running (enable its plugin again)");
+}
+
+absl::Status RuntimeServiceImpl::EnsureUnpacked(const sdk::Iface<berth_snapshotter_v1>& snap,
+                                                const ImageInfo& image) {
+  if (image.chain_id.empty()) return absl::OkStatus();
+  sdk::StringSink info, err;
+  if (snap.table->stat(snap.instance, sdk::Str(image.chain_id), info.get(), err.get()) ==
+      BERTH_OK) {
+    return absl::OkStatus();
+  }
+  const std::string options = json{{"snapshotter", snap.plugin_id}, {"unpack_only", true}}.dump();
+  sdk::StringSink id, perr;
+  int32_t code = options_.images.table->pull(options_.images.instance, sdk::Str(image.id),
+                                             sdk::Str(""), sdk::Str(options), nullptr, nullptr,
+                                             id.get(), perr.get());
+  if (code != BERTH_OK) {
+    return Code(code, absl::StrCat("unpack image ", image.name, " into snapshotter ",
+                                   snap.plugin_id, ": ", perr.str()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::MountRootfs(const std::string& snapshotter,
+                                             const std::string& key, const ImageInfo& image,
                                              const std::string& target) {
+  ASSIGN_OR_RETURN(sdk::Iface<berth_snapshotter_v1> snap, SnapshotterById(snapshotter));
+  RETURN_IF_ERROR(EnsureUnpacked(snap, image));
+  const std::string& parent = image.chain_id;
   sdk::StringSink prepared, err;
   json labels = {{"io.berth.cri/owner", "cri"}};
-  int32_t code = options_.snapshotter.table->prepare(
-      options_.snapshotter.instance, sdk::Str(key), sdk::Str(parent), sdk::Str(labels.dump()),
-      prepared.get(), err.get());
+  int32_t code = snap.table->prepare(snap.instance, sdk::Str(key), sdk::Str(parent),
+                                     sdk::Str(labels.dump()), prepared.get(), err.get());
   std::string mounts = prepared.str();
   if (code == BERTH_ALREADY_EXISTS) {  // a retried step: reuse it
     sdk::StringSink again, err2;
-    code = options_.snapshotter.table->mounts(options_.snapshotter.instance, sdk::Str(key),
-                                              again.get(), err2.get());
+    code = snap.table->mounts(snap.instance, sdk::Str(key), again.get(), err2.get());
     if (code != BERTH_OK) return Code(code, "snapshot " + key + ": " + err2.str());
     mounts = again.str();
   } else if (code != BERTH_OK) {
@@ -464,8 +471,10 @@ std::string ImageMountKey(const std::string& id, int index) {
 }  // namespace
 
 absl::Status RuntimeServiceImpl::PrepareImageMounts(const ContainerRecord& rec,
+                                                    const std::string& snapshotter,
                                                     std::map<int, std::string>* sources) {
   const runtime::v1::ContainerConfig& config = rec.config;
+  ASSIGN_OR_RETURN(sdk::Iface<berth_snapshotter_v1> snap, SnapshotterById(snapshotter));
   for (int i = 0; i < config.mounts_size(); ++i) {
     const runtime::v1::Mount& m = config.mounts(i);
     if (!m.has_image() || m.image().image().empty()) continue;
@@ -473,17 +482,16 @@ absl::Status RuntimeServiceImpl::PrepareImageMounts(const ContainerRecord& rec,
     // The kubelet pulls an image volume's image before it creates the container.
     absl::StatusOr<ImageInfo> image = ResolveImage(m.image().image());
     if (!image.ok()) return Prefix(image.status(), field);
+    RETURN_IF_ERROR(Prefix(EnsureUnpacked(snap, *image), field));
     const std::string key = ImageMountKey(rec.id, i);
     sdk::StringSink out, err;
     json labels = {{"io.berth.cri/owner", "cri"}};
-    int32_t code = options_.snapshotter.table->view(options_.snapshotter.instance, sdk::Str(key),
-                                                    sdk::Str(image->chain_id),
-                                                    sdk::Str(labels.dump()), out.get(), err.get());
+    int32_t code = snap.table->view(snap.instance, sdk::Str(key), sdk::Str(image->chain_id),
+                                    sdk::Str(labels.dump()), out.get(), err.get());
     std::string mounts = out.str();
     if (code == BERTH_ALREADY_EXISTS) {
       sdk::StringSink again, err2;
-      code = options_.snapshotter.table->mounts(options_.snapshotter.instance, sdk::Str(key),
-                                                again.get(), err2.get());
+      code = snap.table->mounts(snap.instance, sdk::Str(key), again.get(), err2.get());
       if (code != BERTH_OK) return Code(code, absl::StrCat(field, ": snapshot ", key, ": ", err2.str()));
       mounts = again.str();
     } else if (code != BERTH_OK) {
@@ -513,16 +521,69 @@ absl::Status RuntimeServiceImpl::RemoveImageMounts(const ContainerRecord& rec) {
     if (fs::exists(target, ec)) {
       if (absl::Status s = UnmountAll(target); !s.ok()) errors.emplace_back(s.message());
     }
-    sdk::StringSink err;
-    int32_t code = options_.snapshotter.table->remove(
-        options_.snapshotter.instance, sdk::Str(ImageMountKey(rec.id, i)), err.get());
-    if (code != BERTH_OK && code != BERTH_NOT_FOUND) {
-      errors.push_back(absl::StrCat("remove the image volume snapshot of mounts[", i, "]: ",
-                                    err.str()));
+    // The key is unique: whichever snapshotter of the pod holds it removes it.
+    for (const auto& snap : options_.snapshotters) {
+      sdk::StringSink err;
+      int32_t code =
+          snap.table->remove(snap.instance, sdk::Str(ImageMountKey(rec.id, i)), err.get());
+      if (code != BERTH_OK && code != BERTH_NOT_FOUND) {
+        errors.push_back(absl::StrCat("remove the image volume snapshot of mounts[", i,
+                                      "]: ", err.str()));
+      }
     }
   }
   if (errors.empty()) return absl::OkStatus();
   return absl::InternalError(absl::StrJoin(errors, "; "));
+}
+
+absl::Status RuntimeServiceImpl::PlaceShim(SandboxRecord* rec, TaskClient* tasks) {
+  if (!options_.shim_in_pod_cgroup ||
+      !BERTH_HAS_MEMBER(options_.cgroups.table, berth_cgroup_driver_v1, enter)) {
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(uint32_t shim_pid, tasks->ShimPid(rec->id));
+  // "shim-<sandbox id>" beside the pod's containers: berth-shim-<id>.scope under systemd.
+  sdk::StringSink path, err;
+  int32_t code = options_.cgroups.table->cgroup_path(
+      options_.cgroups.instance, sdk::Str(rec->config.linux().cgroup_parent()),
+      sdk::Str("shim-" + rec->id), path.get(), err.get());
+  if (code != BERTH_OK) return Code(code, "the shim's cgroup: " + err.str());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec->shim_cgroups_path = path.str();
+  }
+  RETURN_IF_ERROR(SaveSandbox(rec->id));
+  sdk::StringSink enter_err;
+  code = options_.cgroups.table->enter(options_.cgroups.instance, sdk::Str(rec->shim_cgroups_path),
+                                       shim_pid, enter_err.get());
+  if (code != BERTH_OK) {
+    return Code(code, absl::StrCat("move the pod's shim (pid ", shim_pid, ", handler ",
+                                   rec->handler, ") into cgroup ", rec->shim_cgroups_path, ": ",
+                                   enter_err.str(),
+                                   " (shim_cgroup: none in io.berth.cri leaves shims in "
+                                   "berthd's cgroup)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RuntimeServiceImpl::RemoveShimCgroup(const SandboxRecord& rec) {
+  if (rec.shim_cgroups_path.empty()) return absl::OkStatus();
+  // The shim was asked to exit; its last moments may still hold the cgroup. It is usually
+  // gone within a few ms: poll fast first, then back off.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  auto pause = std::chrono::milliseconds(1);
+  for (;;) {
+    sdk::StringSink err;
+    int32_t code = options_.cgroups.table->remove(
+        options_.cgroups.instance, sdk::Str(rec.shim_cgroups_path), err.get());
+    if (code == BERTH_OK) return absl::OkStatus();
+    if ((code != BERTH_FAILED_PRECONDITION && code != BERTH_UNAVAILABLE) ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return Code(code, "remove the shim's cgroup " + rec.shim_cgroups_path + ": " + err.str());
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
 }
 
 absl::Status RuntimeServiceImpl::RemoveBundleLayerCgroup(const std::string& id,
@@ -530,14 +591,18 @@ absl::Status RuntimeServiceImpl::RemoveBundleLayerCgroup(const std::string& id,
   std::vector<std::string> errors;
   if (fifo_logs_) fifo_logs_->Remove(id, IoDir(id));
   if (absl::Status s = UnmountAndRemoveBundle(id); !s.ok()) errors.emplace_back(s.message());
-  sdk::StringSink err;
-  int32_t code = options_.snapshotter.table->remove(options_.snapshotter.instance,
-                                                    sdk::Str(SnapshotKey(id)), err.get());
-  if (code != BERTH_OK && code != BERTH_NOT_FOUND) errors.push_back("remove snapshot: " + err.str());
+  // The key is unique: whichever snapshotter holds the writable layer removes it.
+  for (const auto& snap : options_.snapshotters) {
+    sdk::StringSink err;
+    int32_t code = snap.table->remove(snap.instance, sdk::Str(SnapshotKey(id)), err.get());
+    if (code != BERTH_OK && code != BERTH_NOT_FOUND) {
+      errors.push_back("remove snapshot: " + err.str());
+    }
+  }
   if (!cgroups_path.empty()) {
     sdk::StringSink cerr;
-    code = options_.cgroups.table->remove(options_.cgroups.instance, sdk::Str(cgroups_path),
-                                          cerr.get());
+    int32_t code = options_.cgroups.table->remove(options_.cgroups.instance,
+                                                  sdk::Str(cgroups_path), cerr.get());
     if (code != BERTH_OK) errors.push_back("remove cgroup " + cgroups_path + ": " + cerr.str());
   }
   if (errors.empty()) return absl::OkStatus();
@@ -591,14 +656,17 @@ json RuntimeServiceImpl::NetworkRequest(const SandboxRecord& rec) {
     std::lock_guard<std::mutex> lock(mu_);
     cidr = pod_cidr_;
   }
-  return {{"sandbox_id", rec.id},
-          {"netns", netns},
-          {"pod_name", c.metadata().name()},
-          {"pod_namespace", c.metadata().namespace_()},
-          {"pod_uid", c.metadata().uid()},
-          {"port_mappings", ports},
-          {"annotations", annotations},
-          {"pod_cidr", cidr}};
+  json request = {{"sandbox_id", rec.id},
+                  {"netns", netns},
+                  {"pod_name", c.metadata().name()},
+                  {"pod_namespace", c.metadata().namespace_()},
+                  {"pod_uid", c.metadata().uid()},
+                  {"port_mappings", ports},
+                  {"annotations", annotations},
+                  {"pod_cidr", cidr}};
+  // The handler's own configuration directory, as recorded when the sandbox was made.
+  if (!rec.net_conf_dir.empty()) request["conf_dir"] = rec.net_conf_dir;
+  return request;
 }
 
 absl::StatusOr<json> RuntimeServiceImpl::AttachNetwork(const SandboxRecord& rec) {
@@ -614,6 +682,11 @@ absl::StatusOr<json> RuntimeServiceImpl::AttachNetwork(const SandboxRecord& rec)
   sdk::StringSink out, err;
   int32_t code = options_.network.table->attach(options_.network.instance, sdk::Str(request),
                                                 out.get(), err.get());
+  if (code == BERTH_FAILED_PRECONDITION && !rec.net_conf_dir.empty()) {
+    return Code(code, "NetworkNotReady: the pod network of runtime handler \"" + rec.handler +
+                          "\" (cni_conf_dir " + rec.net_conf_dir + ") is not ready (" +
+                          err.str() + "); only its pods with host network can run until it is");
+  }
   if (code == BERTH_FAILED_PRECONDITION) {
     return Code(code, "NetworkNotReady: the pod network is not ready (" + err.str() +
                           "); only pods with host network can run until it is");
@@ -661,7 +734,9 @@ grpc::Status RuntimeServiceImpl::Status(grpc::ServerContext*,
     c->set_message(r.message);
   };
   add("RuntimeReady", plugin_->RuntimeReadiness());
-  add("NetworkReady", plugin_->NetworkReadiness());
+  const CriPlugin::NetworkConditions net = plugin_->NetworkReadiness();
+  add("NetworkReady", net.network);
+  if (net.handler_networks) add("RuntimeHandlerNetworksReady", *net.handler_networks);
   for (const auto& [name, _] : options_.handlers) {
     runtime::v1::RuntimeHandler* rh = resp->add_runtime_handlers();
     rh->set_name(name);
@@ -755,6 +830,15 @@ absl::StatusOr<std::string> RuntimeServiceImpl::DoRunPodSandbox(
   sb->rec.created_at = NowNanos();
   sb->rec.image_ref = options_.sandbox_image;
   sb->rec.log_directory = config.log_directory();
+  if (auto dir = options_.handler_cni_conf_dirs.find(handler);
+      dir != options_.handler_cni_conf_dirs.end()) {
+    sb->rec.net_conf_dir = dir->second;
+  }
+  sb->rec.snapshotter = options_.snapshotter.plugin_id;
+  if (auto snap = options_.handler_snapshotters.find(handler);
+      snap != options_.handler_snapshotters.end()) {
+    sb->rec.snapshotter = snap->second;
+  }
   std::unique_lock<std::mutex> op(sb->op);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -875,6 +959,7 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       rec.pod_ips = ips;
+      rec.network = net.value("network", "");
     }
     RETURN_IF_ERROR(SaveSandbox(rec.id));
     CrashPoint("run-sandbox:after-network");
@@ -882,7 +967,7 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
 
   // The pause container: its rootfs, its spec, its task.
   const std::string bundle = BundleDir(rec.id);
-  RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), pause.chain_id, bundle + "/rootfs"));
+  RETURN_IF_ERROR(MountRootfs(rec.snapshotter, SnapshotKey(rec.id), pause, bundle + "/rootfs"));
   CrashPoint("run-sandbox:after-rootfs");
   SpecInputs in = BaseSpecInputs(rec.id, rec.id, rec.cgroups_path, options_.sandbox_image);
   ApplyPodInfra(infra, &in);
@@ -899,6 +984,8 @@ absl::Status RuntimeServiceImpl::BuildSandbox(Sandbox* sb, TaskClient* tasks) {
     rec.pid = pid;
   }
   RETURN_IF_ERROR(SaveSandbox(rec.id));
+  RETURN_IF_ERROR(PlaceShim(&rec, tasks));
+  CrashPoint("run-sandbox:after-shim-cgroup");
   ASSIGN_OR_RETURN(pid, tasks->Start(rec.id, rec.id));
   CrashPoint("run-sandbox:after-task-start");
   {
@@ -912,8 +999,12 @@ absl::Status RuntimeServiceImpl::KillAndWait(TaskClient* tasks, const std::strin
                                              const std::string& id,
                                              const std::shared_ptr<Container>& c) {
   absl::Status killed = tasks->Kill(sandbox_id, id, SIGKILL, /*all=*/true);
+  // UNAVAILABLE: the shim's connection broke, as it does when the shim was killed (a kubelet
+  // cleaning up a pod's cgroup kills it too); the runtime plugin then reports its tasks
+  // exited, which the wait below sees. A shim that is alive but unreachable runs the wait out.
   if (!killed.ok() && killed.code() != absl::StatusCode::kNotFound &&
-      killed.code() != absl::StatusCode::kFailedPrecondition) {
+      killed.code() != absl::StatusCode::kFailedPrecondition &&
+      killed.code() != absl::StatusCode::kUnavailable) {
     return Prefix(killed, "kill " + id);
   }
   // The init itself too: `runc kill --all` finds the processes in the container's devices
@@ -968,7 +1059,9 @@ absl::Status RuntimeServiceImpl::TeardownSandbox(const SandboxRecord& rec) {
     if (k.ok()) {
       absl::Status d = tasks->Delete(rec.id, rec.id);
       if (d.code() != absl::StatusCode::kNotFound) note(Prefix(d, "delete the pause task"));
-      note(Prefix(tasks->RemoveSandbox(rec.id), "stop the pod's shim"));
+      absl::Status removed = tasks->RemoveSandbox(rec.id);
+      note(Prefix(removed, "stop the pod's shim"));
+      if (removed.ok()) note(RemoveShimCgroup(rec));
     }
   } else {
     note(tasks.status());
@@ -1125,6 +1218,9 @@ grpc::Status RuntimeServiceImpl::PodSandboxStatus(grpc::ServerContext*,
                  {"imageID", r.image_id},
                  {"cgroupsPath", r.cgroups_path},
                  {"netNamespacePath", r.net_ns_path},
+                 {"cniConfDir", r.net_conf_dir},
+                 {"network", r.network},
+                 {"snapshotter", r.snapshotter},
                  {"sandboxDir", r.sandbox_dir},
                  {"hostname", r.hostname},
                  {"logDirectory", r.log_directory},
@@ -1282,7 +1378,8 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
   RETURN_IF_ERROR(SaveContainer(rec.id));
 
   const std::string bundle = BundleDir(rec.id);
-  RETURN_IF_ERROR(MountRootfs(SnapshotKey(rec.id), image.chain_id, bundle + "/rootfs"));
+  RETURN_IF_ERROR(
+      MountRootfs(sandbox.snapshotter, SnapshotKey(rec.id), image, bundle + "/rootfs"));
   CrashPoint("create-container:after-rootfs");
   SpecInputs in = BaseSpecInputs(sandbox.id, rec.id, rec.cgroups_path, image.name);
   in.hostname_path = sandbox.hostname_path;
@@ -1311,7 +1408,7 @@ absl::Status RuntimeServiceImpl::BuildContainer(const SandboxRecord& sandbox, Co
     fs::create_directories(in.image_volumes_dir + "/" + ImageVolumeDirName(v), ec);
     if (ec) return absl::InternalError("image volume " + v + ": " + ec.message());
   }
-  RETURN_IF_ERROR(PrepareImageMounts(rec, &in.image_mount_sources));
+  RETURN_IF_ERROR(PrepareImageMounts(rec, sandbox.snapshotter, &in.image_mount_sources));
   ASSIGN_OR_RETURN(json spec, BuildContainerSpec(sandbox.config, config, image.config, in));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -2054,24 +2151,49 @@ std::optional<json> RuntimeServiceImpl::CgroupStats(const std::string& cgroups_p
   return st;
 }
 
+// For a shim other than berth-shim the shim is asked, as containerd does: with Kata the
+// container's processes are in a VM and the host holds no cgroup of theirs. berth-shim runs
+// runc on the host, where the cgroup driver reads the same figures without a round trip.
+std::optional<json> RuntimeServiceImpl::ContainerStatsJson(const ContainerRecord& rec,
+                                                           const std::string& handler) {
+  absl::StatusOr<bool> berth_shim = UsesBerthShim(handler);
+  if (berth_shim.ok() && !*berth_shim) {
+    const int64_t asked = NowNanos();
+    absl::StatusOr<json> st = [&]() -> absl::StatusOr<json> {
+      ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
+      ASSIGN_OR_RETURN(TaskMetrics metrics, tasks.Stats(rec.sandbox_id, rec.id));
+      ASSIGN_OR_RETURN(json converted,
+                       ShimMetricsToStats(metrics.type_url, metrics.value, asked));
+      host_.Debug(absl::StrCat("stats of container ", rec.id, " from its shim (handler ",
+                               handler, ", ", metrics.type_url, ")"));
+      return converted;
+    }();
+    if (st.ok()) return *std::move(st);
+    host_.Debug(absl::StrCat("stats of container ", rec.id, ": the shim of handler ", handler,
+                             " did not give them (", st.status().ToString(), "); ",
+                             rec.cgroups_path.empty()
+                                 ? std::string("the container has no cgroup on the host")
+                                 : "reading its cgroup " + rec.cgroups_path + " on the host"));
+  }
+  if (rec.cgroups_path.empty()) return std::nullopt;
+  return CgroupStats(rec.cgroups_path, rec.id);
+}
+
 absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Container>& c,
                                                     runtime::v1::ContainerStats* out) {
-  ContainerRecord rec;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    rec = c->rec;
-  }
+  auto [rec, handler] = Current(c);
   out->mutable_attributes()->set_id(rec.id);
   *out->mutable_attributes()->mutable_metadata() = rec.config.metadata();
   *out->mutable_attributes()->mutable_labels() = rec.config.labels();
   *out->mutable_attributes()->mutable_annotations() = rec.config.annotations();
   int64_t now = NowNanos();
-  if (rec.phase == ContainerPhase::kRunning && !rec.cgroups_path.empty()) {
-    if (std::optional<json> read = CgroupStats(rec.cgroups_path, rec.id)) {
+  if (rec.phase == ContainerPhase::kRunning) {
+    if (std::optional<json> read = ContainerStatsJson(rec, handler)) {
       const json& st = *read;
       int64_t ts = st.value("timestamp_ns", now);
       FillCpu(st, ts, out->mutable_cpu());
       FillMemory(st, ts, out->mutable_memory());
+      if (runtime::v1::IoUsage io; FillIo(st, ts, &io)) *out->mutable_io() = io;
       if (st.contains("cpu") && st["cpu"].contains("usage_ns")) {
         int64_t usage = st["cpu"].value("usage_ns", int64_t{0});
         std::lock_guard<std::mutex> lock(mu_);
@@ -2090,9 +2212,15 @@ absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Contai
   runtime::v1::FilesystemUsage* fsu = out->mutable_writable_layer();
   fsu->set_timestamp(now);
   sdk::StringSink usage, uerr;
-  if (options_.snapshotter.table->usage(options_.snapshotter.instance,
-                                        sdk::Str(SnapshotKey(rec.id)), usage.get(),
-                                        uerr.get()) == BERTH_OK) {
+  const auto holder = std::find_if(
+      options_.snapshotters.begin(), options_.snapshotters.end(), [&](const auto& snap) {
+        sdk::StringSink info, serr;
+        return snap.table->stat(snap.instance, sdk::Str(SnapshotKey(rec.id)), info.get(),
+                                serr.get()) == BERTH_OK;
+      });
+  if (holder != options_.snapshotters.end() &&
+      holder->table->usage(holder->instance, sdk::Str(SnapshotKey(rec.id)), usage.get(),
+                           uerr.get()) == BERTH_OK) {
     json u = json::parse(usage.str(), nullptr, false);
     if (u.is_object()) {
       fsu->mutable_used_bytes()->set_value(u.value("size", uint64_t{0}));
@@ -2165,6 +2293,7 @@ absl::Status RuntimeServiceImpl::FillPodStats(const std::shared_ptr<Sandbox>& sb
       int64_t ts = st.value("timestamp_ns", now);
       FillCpu(st, ts, linux->mutable_cpu());
       FillMemory(st, ts, linux->mutable_memory());
+      if (runtime::v1::IoUsage io; FillIo(st, ts, &io)) *linux->mutable_io() = io;
       if (st.contains("pids") && st["pids"].contains("current")) {
         linux->mutable_process()->set_timestamp(ts);
         linux->mutable_process()->mutable_process_count()->set_value(

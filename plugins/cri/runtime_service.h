@@ -45,10 +45,18 @@ struct RuntimeServiceOptions {
   std::string default_handler;
   std::map<std::string, sdk::Iface<berth_runtime_v1>> handlers;
   sdk::Iface<berth_cgroup_driver_v1> cgroups;
-  sdk::Iface<berth_snapshotter_v1> snapshotter;
+  sdk::Iface<berth_snapshotter_v1> snapshotter;  // the default (the image store's)
+  // Every running snapshotter (the default among them): removals try each, a sandbox's
+  // recorded snapshotter is found by plugin id.
+  std::vector<sdk::Iface<berth_snapshotter_v1>> snapshotters;
+  // Runtime handler -> the plugin id of its own snapshotter (runtimes: <h>: snapshotter).
+  std::map<std::string, std::string> handler_snapshotters;
   sdk::Iface<berth_image_store_v1> images;
   // The pod network (attach/detach); a table without them leaves pods on loopback only.
   sdk::Iface<berth_network_v1> network;
+  // Runtime handler -> its CNI configuration directory (runtimes: <h>: cni_conf_dir), for the
+  // handlers that have one; the others use the network plugin's own.
+  std::map<std::string, std::string> handler_cni_conf_dirs;
   // How long StopContainer waits for the SIGKILLed processes to be reaped.
   int kill_wait_seconds = 30;
   // The streaming server (exec, attach and port-forward URLs): an IP literal to bind and a port (0: any).
@@ -58,6 +66,9 @@ struct RuntimeServiceOptions {
   std::string stream_tls_cert_file, stream_tls_key_file;
   // Where CDI spec files are read, in increasing priority; empty = /etc/cdi, /var/run/cdi.
   std::vector<std::string> cdi_spec_dirs;
+  // shim_cgroup "pod": each pod's shim is moved into a cgroup of its own in the pod's
+  // cgroup_parent (a scope under systemd); false ("none"): it stays in berthd's cgroup.
+  bool shim_in_pod_cgroup = true;
 };
 
 class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
@@ -211,14 +222,29 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   SpecInputs BaseSpecInputs(const std::string& sandbox_id, const std::string& id,
                             const std::string& cgroups_path, const std::string& image_name) const;
   static std::string SnapshotKey(const std::string& id);
-  absl::Status MountRootfs(const std::string& key, const std::string& parent,
-                           const std::string& target);
+  // The running snapshotter with plugin id `id` ("": the default); FAILED_PRECONDITION when
+  // it no longer runs.
+  absl::StatusOr<sdk::Iface<berth_snapshotter_v1>> SnapshotterById(const std::string& id) const;
+  // The image's layers in `snap`: unpacked there from the image store's content when missing
+  // (an image pulled for another handler).
+  absl::Status EnsureUnpacked(const sdk::Iface<berth_snapshotter_v1>& snap,
+                              const ImageInfo& image);
+  // The writable layer `key` on `image`, in snapshotter `snapshotter` (a plugin id, "": the
+  // default), mounted on `target`.
+  absl::Status MountRootfs(const std::string& snapshotter, const std::string& key,
+                           const ImageInfo& image, const std::string& target);
   absl::Status UnmountAndRemoveBundle(const std::string& id);
   // Image volumes (Mount.image): a read-only view of each image, mounted under the bundle
   // (image-mounts/<mount index>); their sources by mount index in *sources.
-  absl::Status PrepareImageMounts(const ContainerRecord& rec, std::map<int, std::string>* sources);
+  absl::Status PrepareImageMounts(const ContainerRecord& rec, const std::string& snapshotter,
+                                  std::map<int, std::string>* sources);
   // Unmounts and removes them (idempotent; what a crash left included).
   absl::Status RemoveImageMounts(const ContainerRecord& rec);
+  // The pod's shim into its own cgroup under the pod's cgroup_parent (shim_cgroup: pod),
+  // recorded before it is made.
+  absl::Status PlaceShim(SandboxRecord* rec, TaskClient* tasks);
+  // Removes that cgroup once the shim is gone (it may take a moment to exit).
+  absl::Status RemoveShimCgroup(const SandboxRecord& rec);
   // The bundle, the writable layer and the cgroup of a container or pause container.
   absl::Status RemoveBundleLayerCgroup(const std::string& id, const std::string& cgroups_path);
 
@@ -230,6 +256,10 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   // there are none.
   std::optional<nlohmann::json> CgroupStats(const std::string& cgroups_path,
                                             const std::string& owner);
+  // A running container's statistics JSON: through its shim's Task/Stats when the handler's
+  // shim is not berth-shim, else (or when the shim cannot say) from its cgroup on the host.
+  std::optional<nlohmann::json> ContainerStatsJson(const ContainerRecord& rec,
+                                                   const std::string& handler);
   absl::Status FillContainerStats(const std::shared_ptr<Container>& c,
                                   runtime::v1::ContainerStats* out);
   absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb,

@@ -166,6 +166,29 @@ absl::Status TaskClient::ReopenLog(const std::string& sandbox_id, const std::str
   return Call(sandbox_id, kShim, "ReopenLog", req.SerializeAsString()).status();
 }
 
+absl::StatusOr<TaskMetrics> TaskClient::Stats(const std::string& sandbox_id,
+                                              const std::string& id, uint64_t timeout_ms) {
+  containerd::task::v2::StatsRequest req;
+  req.set_id(id);
+  ASSIGN_OR_RETURN(std::string bytes,
+                   Call(sandbox_id, kTask, "Stats", req.SerializeAsString(), timeout_ms));
+  ASSIGN_OR_RETURN(auto resp, Parse<containerd::task::v2::StatsResponse>(bytes, "Stats"));
+  if (!resp.has_stats() || resp.stats().type_url().empty()) {
+    return absl::NotFoundError(absl::StrCat("the shim has no metrics for container ", id,
+                                            " (Task/Stats answered an empty Any)"));
+  }
+  return TaskMetrics{resp.stats().type_url(), resp.stats().value()};
+}
+
+absl::StatusOr<uint32_t> TaskClient::ShimPid(const std::string& sandbox_id) {
+  containerd::task::v2::ConnectRequest req;
+  req.set_id(sandbox_id);
+  ASSIGN_OR_RETURN(std::string out, Call(sandbox_id, kTask, "Connect", req.SerializeAsString()));
+  ASSIGN_OR_RETURN(auto resp, Parse<containerd::task::v2::ConnectResponse>(out, "Connect"));
+  if (resp.shim_pid() == 0) return absl::InternalError("the shim did not give its pid (Connect)");
+  return resp.shim_pid();
+}
+
 absl::Status TaskClient::RemoveSandbox(const std::string& sandbox_id) {
   sdk::StringSink out, err;
   std::string request = nlohmann::json{{"sandbox_id", sandbox_id}}.dump();

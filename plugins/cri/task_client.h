@@ -35,6 +35,13 @@ struct AttachPoint {
   bool stdin = false;
 };
 
+// The metrics a shim answers to Task/Stats: the Any of StatsResponse.stats, as it came
+// (io.containerd.cgroups.v1.Metrics or .v2.Metrics; plugins/cri/shim_stats.h reads them).
+struct TaskMetrics {
+  std::string type_url;
+  std::string value;
+};
+
 struct ExecSyncResult {
   int32_t exit_code = 0;
   std::string stdout_data, stderr_data;
@@ -84,6 +91,13 @@ class TaskClient {
                                                         const std::string& process_json,
                                                         uint64_t timeout_ms);
   [[nodiscard]] absl::Status ReopenLog(const std::string& sandbox_id, const std::string& id);
+  // The container's metrics (Task/Stats), read by the shim. A shim that does not answer
+  // within timeout_ms fails the call with DEADLINE_EXCEEDED.
+  [[nodiscard]] absl::StatusOr<TaskMetrics> Stats(const std::string& sandbox_id,
+                                                  const std::string& id,
+                                                  uint64_t timeout_ms = 5000);
+  // The pid of the pod's shim (Task/Connect), as berthd sees it.
+  [[nodiscard]] absl::StatusOr<uint32_t> ShimPid(const std::string& sandbox_id);
   // Shuts the pod's shim down and forgets the sandbox (no task may run).
   [[nodiscard]] absl::Status RemoveSandbox(const std::string& sandbox_id);
 

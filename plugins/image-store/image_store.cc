@@ -45,8 +45,13 @@ std::string RandomSuffix() {
   return std::to_string(rng());
 }
 
-// Where a layer is written: the upper directory of the snapshot's mounts.
-absl::StatusOr<fs::path> WritableDir(const std::string& mounts_json) {
+// Where a layer is written: the upper directory of the snapshot's mounts, or the bound
+// directory (which, with a parent, holds a copy of the lower layers: the native form).
+struct WritableTarget {
+  fs::path dir;
+  bool native = false;  // a bind mount: whiteouts are applied, not recorded
+};
+absl::StatusOr<WritableTarget> WritableDir(const std::string& mounts_json) {
   nlohmann::json m = nlohmann::json::parse(mounts_json, nullptr, false);
   if (!m.is_array() || m.empty() || !m[0].is_object()) {
     return absl::InternalError("snapshotter returned unreadable mounts: " + mounts_json);
@@ -54,13 +59,13 @@ absl::StatusOr<fs::path> WritableDir(const std::string& mounts_json) {
   const nlohmann::json& mount = m[0];
   std::string type = mount.value("type", "");
   fs::path base = mount.value("chdir", "");
-  if (type == "bind") return fs::path(mount.value("source", ""));
+  if (type == "bind") return WritableTarget{fs::path(mount.value("source", "")), true};
   if (type == "overlay") {
     for (const auto& o : mount.value("options", nlohmann::json::array())) {
       std::string opt = o.get<std::string>();
       if (opt.rfind("upperdir=", 0) == 0) {
         fs::path p = opt.substr(9);
-        return p.is_absolute() ? p : base / p;
+        return WritableTarget{p.is_absolute() ? p : base / p, false};
       }
     }
     return absl::InternalError("overlay mount of an active snapshot has no upperdir");
@@ -107,19 +112,57 @@ sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out)
   s->progress_timeout_ = std::chrono::seconds(*seconds);
   auto snap_id = plugins::StringOption(host, *config, "snapshotter", "");
   if (!snap_id.ok()) return snap_id.status();
-  auto snap = host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1,
-                                                snap_id->empty() ? nullptr : snap_id->c_str());
+  // The default: the configured one; else overlay when it runs (whatever order the
+  // snapshotters started in); else the first running one.
+  auto snap = host.Lookup<berth_snapshotter_v1>(
+      BERTH_IFACE_SNAPSHOTTER_V1,
+      snap_id->empty() ? "io.berth.snapshotter.overlay" : snap_id->c_str());
+  if (!snap.ok() && snap_id->empty()) {
+    snap = host.Lookup<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1, nullptr);
+  }
   if (!snap.ok()) {
     return sdk::FailedPrecondition(host.ConfigWhere("snapshotter") +
                                    ": no snapshotter for the image store: " +
                                    snap.status().message());
   }
-  if (!BERTH_HAS_MEMBER(snap->table, berth_snapshotter_v1, fs_usage)) {
-    return sdk::FailedPrecondition("snapshotter " + snap->plugin_id +
-                                   " is too old: it lacks the snapshot functions of "
-                                   "berth.snapshotter.v1");
-  }
   s->snapshotter_ = *snap;
+  s->snapshotters_.push_back(*snap);
+  for (const auto& other : host.All<berth_snapshotter_v1>(BERTH_IFACE_SNAPSHOTTER_V1)) {
+    if (other.plugin_id != snap->plugin_id) s->snapshotters_.push_back(other);
+  }
+  for (const Snapshotter& t : s->snapshotters_) {
+    if (!BERTH_HAS_MEMBER(t.table, berth_snapshotter_v1, fs_usage)) {
+      return sdk::FailedPrecondition("snapshotter " + t.plugin_id +
+                                     " is too old: it lacks the snapshot functions of "
+                                     "berth.snapshotter.v1");
+    }
+  }
+  // The runtime handlers' own snapshotters (runtimes: <handler>: snapshotter).
+  if (auto runtimes = host.Section("runtimes"); runtimes.ok()) {
+    nlohmann::json rj = nlohmann::json::parse(*runtimes, nullptr, false);
+    nlohmann::json handlers = nlohmann::json::object();
+    if (rj.is_object() && rj.contains("handlers") && rj["handlers"].is_object()) {
+      handlers = rj["handlers"];
+    }
+    for (const auto& [name, entry] : handlers.items()) {
+      if (!entry.is_object() || !entry.contains("snapshotter")) continue;
+      const std::string wanted = entry.value("snapshotter", "");
+      std::optional<Snapshotter> found = s->FindSnapshotter(wanted);
+      if (!found) {
+        std::string running;
+        for (const Snapshotter& t : s->snapshotters_) {
+          running += (running.empty() ? "" : ", ") +
+                     std::string(sdk::View(t.table->name(t.instance))) + " (" + t.plugin_id + ")";
+        }
+        return sdk::FailedPrecondition(
+            host.ConfigWhere(("/runtimes." + name + ".snapshotter").c_str()) +
+            ": key \"runtimes." + name + ".snapshotter\": runtime handler \"" + name +
+            "\" names snapshotter \"" + wanted + "\", which is not running (running: " +
+            running + "); name one of those, or enable its plugin under plugins:");
+      }
+      s->handlers_[name] = *found;
+    }
+  }
   auto content = ContentStore::Open(fs::path(host.RootDir()) / "content");
   if (!content.ok()) return ToSdk(content.status());
   s->content_ = std::move(*content);
@@ -139,8 +182,50 @@ sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out)
 }
 
 const void* ImageStore::GetInterface(std::string_view iface) {
-  if (iface == BERTH_IFACE_IMAGE_STORE_V1) return sdk::ImageStoreTable<ImageStore>();
+  // The SDK's table, with a status() that names the snapshotters.
+  static const berth_image_store_v1 table = [] {
+    berth_image_store_v1 t = *sdk::ImageStoreTable<ImageStore>();
+    t.status = [](void* inst, berth_sink* out, berth_sink* err) {
+      return sdk::Guard(err, [&] {
+        sdk::Write(out, static_cast<ImageStore*>(inst)->StatusJson());
+        return sdk::Status::Ok();
+      });
+    };
+    return t;
+  }();
+  if (iface == BERTH_IFACE_IMAGE_STORE_V1) return &table;
   return nullptr;
+}
+
+std::string ImageStore::StatusJson() {
+  std::string out = Status().ToJson();
+  out.pop_back();  // the closing brace
+  nlohmann::json handlers = nlohmann::json::object();
+  for (const auto& [name, t] : handlers_) handlers[name] = t.plugin_id;
+  return out + ",\"snapshotter\":" + nlohmann::json(snapshotter_.plugin_id).dump() +
+         ",\"handler_snapshotters\":" + handlers.dump() + "}";
+}
+
+std::optional<ImageStore::Snapshotter> ImageStore::FindSnapshotter(std::string_view name) const {
+  for (const Snapshotter& t : snapshotters_) {
+    if (t.plugin_id == name || sdk::View(t.table->name(t.instance)) == name) return t;
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<ImageStore::Snapshotter> ImageStore::TargetOf(
+    const nlohmann::json& options) const {
+  if (options.contains("snapshotter") && options["snapshotter"].is_string() &&
+      !options["snapshotter"].get<std::string>().empty()) {
+    const std::string wanted = options["snapshotter"].get<std::string>();
+    if (std::optional<Snapshotter> t = FindSnapshotter(wanted)) return *t;
+    return absl::InvalidArgumentError("no running snapshotter is called \"" + wanted + "\"");
+  }
+  if (options.contains("runtime_handler") && options["runtime_handler"].is_string()) {
+    auto it = handlers_.find(options["runtime_handler"].get<std::string>());
+    if (it != handlers_.end()) return it->second;
+  }
+  return snapshotter_;
 }
 
 sdk::Readiness ImageStore::Status() {
@@ -153,8 +238,26 @@ sdk::Readiness ImageStore::Status() {
 }
 
 sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string_view auth_json,
-                                          std::string_view,
+                                          std::string_view options_json,
                                           const std::function<void(std::string_view)>& progress) {
+  nlohmann::json options = nlohmann::json::object();
+  if (!options_json.empty()) {
+    options = nlohmann::json::parse(options_json, nullptr, false);
+    if (!options.is_object()) {
+      return sdk::InvalidArgument("pull options are not a JSON object: " +
+                                  std::string(options_json.substr(0, 200)));
+    }
+  }
+  absl::StatusOr<Snapshotter> target = TargetOf(options);
+  if (!target.ok()) return ToSdk(target.status());
+  if (options.value("unpack_only", false)) {
+    // An image of this store, into another snapshotter: no registry involved.
+    std::shared_lock<std::shared_mutex> gc_guard(gc_mu_);
+    auto img = Find(ref_text);
+    if (!img.ok()) return ToSdk(img.status());
+    if (absl::Status s = UnpackFromContent(*img, *target); !s.ok()) return ToSdk(s);
+    return img->value("id", "");
+  }
   auto ref = ParseReference(ref_text);
   if (!ref.ok()) return ToSdk(ref.status());
   Credentials creds;
@@ -169,7 +272,8 @@ sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string
     }
   }
   // Concurrent pulls of the same reference with the same credentials share one pull.
-  std::string key = RefKey(*ref) + "\n" + ComputeDigest("sha256", auth_json);
+  std::string key = RefKey(*ref) + "\n" + ComputeDigest("sha256", auth_json) + "\n" +
+                    target->plugin_id;
   std::shared_future<absl::StatusOr<std::string>> shared;
   std::promise<absl::StatusOr<std::string>> mine;
   bool leader = false;
@@ -185,7 +289,7 @@ sdk::Result<std::string> ImageStore::Pull(std::string_view ref_text, std::string
     }
   }
   if (leader) {
-    absl::StatusOr<std::string> result = DoPull(*ref, creds, progress);
+    absl::StatusOr<std::string> result = DoPull(*ref, creds, progress, *target);
     mine.set_value(result);
     {
       std::lock_guard<std::mutex> lock(inflight_mu_);
@@ -246,10 +350,11 @@ absl::Status ImageStore::FetchOnce(const Reference& ref, const Descriptor& desc,
   return result;
 }
 
-absl::Status ImageStore::ApplyLayer(const Descriptor& layer, const std::string& diff_id,
-                                    const std::string& chain_id, const std::string& parent) {
-  const berth_snapshotter_v1* t = snapshotter_.table;
-  void* inst = snapshotter_.instance;
+absl::Status ImageStore::ApplyLayer(const Snapshotter& target, const Descriptor& layer,
+                                    const std::string& diff_id, const std::string& chain_id,
+                                    const std::string& parent) {
+  const berth_snapshotter_v1* t = target.table;
+  void* inst = target.instance;
   {
     sdk::StringSink info, err;
     if (t->stat(inst, sdk::Str(chain_id), info.get(), err.get()) == BERTH_OK) {
@@ -277,10 +382,11 @@ absl::Status ImageStore::ApplyLayer(const Descriptor& layer, const std::string& 
   UnpackOptions options;
   options.media_type = layer.media_type;
   options.layer_name = layer.digest;
+  options.apply_whiteouts = dir->native;
   options.warn = [this, &layer](std::string_view w) {
     host_.Warn(absl::StrCat("layer ", layer.digest, ": ", std::string(w)));
   };
-  auto unpacked = UnpackLayer(content_->BlobPath(layer.digest), *dir, options);
+  auto unpacked = UnpackLayer(content_->BlobPath(layer.digest), dir->dir, options);
   if (!unpacked.ok()) {
     remove();
     return absl::Status(unpacked.status().code(),
@@ -309,7 +415,7 @@ absl::Status ImageStore::ApplyLayer(const Descriptor& layer, const std::string& 
 
 absl::StatusOr<std::string> ImageStore::DoPull(
     const Reference& ref, const Credentials& creds,
-    const std::function<void(std::string_view)>& progress) {
+    const std::function<void(std::string_view)>& progress, const Snapshotter& target) {
   std::shared_lock<std::shared_mutex> gc_guard(gc_mu_);
   // The registry client (libcurl, and OpenSSL behind it) starts at the first pull: a node
   // that pulls nothing does not pay for TLS in memory.
@@ -391,8 +497,8 @@ absl::StatusOr<std::string> ImageStore::DoPull(
     auto p = std::make_shared<std::promise<absl::Status>>();
     downloads.push_back(p->get_future().share());
     sdk::StringSink info, err;
-    if (snapshotter_.table->stat(snapshotter_.instance, sdk::Str(chain[i]), info.get(),
-                                 err.get()) == BERTH_OK) {
+    if (target.table->stat(target.instance, sdk::Str(chain[i]), info.get(), err.get()) ==
+        BERTH_OK) {
       done += layers[i].size;  // already unpacked by an earlier pull
       p->set_value(absl::OkStatus());
       continue;
@@ -415,7 +521,8 @@ absl::StatusOr<std::string> ImageStore::DoPull(
       failure = absl::CancelledError("pull cancelled: berthd is stopping");
       break;
     }
-    failure = ApplyLayer(layers[i], diff_ids[i], chain[i], i == 0 ? "" : chain[i - 1]);
+    failure =
+        ApplyLayer(target, layers[i], diff_ids[i], chain[i], i == 0 ? "" : chain[i - 1]);
     ++layers_done;
     report(true);
   }
@@ -493,8 +600,63 @@ absl::StatusOr<std::string> ImageStore::DoPull(
   if (sdk::Status s = txn->Put(kImages, id, rec.dump()); !s.ok()) return FromSdk(s);
   if (sdk::Status s = txn->Commit(); !s.ok()) return FromSdk(s);
   host_.Info(absl::StrCat("pulled ", RefKey(ref), " as ", id, " (", layers.size(), " layers, ",
-                          size, " bytes)"));
+                          size, " bytes)",
+                          target.plugin_id == snapshotter_.plugin_id
+                              ? ""
+                              : absl::StrCat(", unpacked into ", target.plugin_id)));
   return id;
+}
+
+absl::Status ImageStore::UnpackFromContent(const nlohmann::json& rec, const Snapshotter& target) {
+  const std::string id = rec.value("id", "");
+  const std::string manifest_digest = rec.value("manifest_digest", "");
+  const nlohmann::json chain = rec.value("chain", nlohmann::json::array());
+  nlohmann::json diff_ids = nlohmann::json::array();
+  if (rec.contains("config") && rec["config"].is_object() && rec["config"].contains("rootfs")) {
+    diff_ids = rec["config"]["rootfs"].value("diff_ids", nlohmann::json::array());
+  }
+  const std::string what = absl::StrCat("image ", id, " into snapshotter ", target.plugin_id);
+  // Nothing to do when its top layer is there already.
+  if (chain.empty()) return absl::OkStatus();
+  {
+    sdk::StringSink info, err;
+    if (target.table->stat(target.instance, sdk::Str(chain.back().get<std::string>()), info.get(),
+                           err.get()) == BERTH_OK) {
+      return absl::OkStatus();
+    }
+  }
+  auto manifest_text = content_->ReadAll(manifest_digest, kMaxConfigBytes);
+  if (!manifest_text.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "unpack ", what, ": its manifest ", manifest_digest, " is not in the content store (",
+        manifest_text.status().message(), "); pull the image again"));
+  }
+  const std::string manifest_what = "manifest " + manifest_digest;
+  auto media_type = DetectManifestMediaType(*manifest_text, "", manifest_what);
+  if (!media_type.ok()) return media_type.status();
+  auto manifest = ParseImageManifest(*manifest_text, *media_type, manifest_what);
+  if (!manifest.ok()) return manifest.status();
+  if (manifest->layers.size() != chain.size() || diff_ids.size() != chain.size()) {
+    return absl::DataLossError(absl::StrCat("unpack ", what, ": the image record has ",
+                                            chain.size(), " layers, its manifest ",
+                                            manifest->layers.size(), ", its config ",
+                                            diff_ids.size()));
+  }
+  for (size_t i = 0; i < chain.size(); ++i) {
+    const Descriptor& layer = manifest->layers[i];
+    if (!content_->Has(layer.digest)) {
+      return absl::FailedPreconditionError(absl::StrCat("unpack ", what, ": layer ",
+                                                        layer.digest,
+                                                        " is not in the content store; pull "
+                                                        "the image again"));
+    }
+    absl::Status applied =
+        ApplyLayer(target, layer, diff_ids[i].get<std::string>(), chain[i].get<std::string>(),
+                   i == 0 ? "" : chain[i - 1].get<std::string>());
+    if (!applied.ok()) return applied;
+  }
+  host_.Info(absl::StrCat("unpacked ", what, " (", chain.size(), " layers)"));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<nlohmann::json>> ImageStore::AllImages() {
@@ -629,30 +791,33 @@ void ImageStore::CollectGarbage(bool only_if_idle) {
     if (content_->Delete(d).ok()) ++removed_blobs;
   }
   // Committed snapshots no image uses, children first (remove refuses a parent), and
-  // unpack snapshots a crash left behind. Other active snapshots belong to containers.
-  for (int round = 0; round < 256; ++round) {
-    sdk::StringSink infos, err;
-    if (snapshotter_.table->walk(snapshotter_.instance, infos.get(), err.get()) != BERTH_OK) {
-      host_.Warn("snapshot walk: " + err.str());
-      break;
-    }
-    nlohmann::json all = nlohmann::json::parse(infos.str(), nullptr, false);
-    if (!all.is_array()) break;
-    int progress = 0;
-    for (const auto& info : all) {
-      std::string name = info.value("name", "");
-      std::string kind = info.value("kind", "");
-      bool stale_unpack = name.rfind(kExtractPrefix, 0) == 0;
-      bool unused_layer = kind == "committed" && chains.count(name) == 0;
-      if (!stale_unpack && !unused_layer) continue;
-      sdk::StringSink rerr;
-      if (snapshotter_.table->remove(snapshotter_.instance, sdk::Str(name), rerr.get()) ==
-          BERTH_OK) {
-        ++progress;
-        ++removed_snapshots;
+  // unpack snapshots a crash left behind, in every snapshotter. Other active snapshots
+  // belong to containers.
+  for (const Snapshotter& snapshotter : snapshotters_) {
+    for (int round = 0; round < 256; ++round) {
+      sdk::StringSink infos, err;
+      if (snapshotter.table->walk(snapshotter.instance, infos.get(), err.get()) != BERTH_OK) {
+        host_.Warn("snapshot walk of " + snapshotter.plugin_id + ": " + err.str());
+        break;
       }
+      nlohmann::json all = nlohmann::json::parse(infos.str(), nullptr, false);
+      if (!all.is_array()) break;
+      int progress = 0;
+      for (const auto& info : all) {
+        std::string name = info.value("name", "");
+        std::string kind = info.value("kind", "");
+        bool stale_unpack = name.rfind(kExtractPrefix, 0) == 0;
+        bool unused_layer = kind == "committed" && chains.count(name) == 0;
+        if (!stale_unpack && !unused_layer) continue;
+        sdk::StringSink rerr;
+        if (snapshotter.table->remove(snapshotter.instance, sdk::Str(name), rerr.get()) ==
+            BERTH_OK) {
+          ++progress;
+          ++removed_snapshots;
+        }
+      }
+      if (progress == 0) break;
     }
-    if (progress == 0) break;
   }
   if (removed_blobs + removed_snapshots > 0) {
     host_.Info(absl::StrCat("garbage collection removed ", removed_blobs, " blobs and ",

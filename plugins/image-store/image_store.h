@@ -7,9 +7,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,6 +25,12 @@ namespace berth::image {
 
 // The image store plugin: pulls (registry client → content store → unpack into snapshots
 // of the configured snapshotter), image metadata in the host store, and garbage collection.
+//
+// Several snapshotters: the default one (the `snapshotter` setting; else the overlay
+// snapshotter when it runs, else the first running one) and those the runtime handlers name
+// (runtimes: <handler>: snapshotter, by name or plugin id). A pull for a handler unpacks into
+// its snapshotter; an image already in the content store is unpacked into another snapshotter
+// without the registry ("unpack_only", kinds.h).
 class ImageStore {
  public:
   static sdk::Status Create(sdk::Host host, std::unique_ptr<ImageStore>* out);
@@ -30,6 +38,8 @@ class ImageStore {
 
   const void* GetInterface(std::string_view iface);
   sdk::Readiness Status();
+  // status() with the snapshotters (kinds.h): the default's plugin id and each handler's.
+  std::string StatusJson();
   sdk::Result<std::string> Pull(std::string_view ref, std::string_view auth_json,
                                 std::string_view options_json,
                                 const std::function<void(std::string_view)>& progress);
@@ -41,14 +51,26 @@ class ImageStore {
  private:
   explicit ImageStore(sdk::Host host) : host_(host) {}
 
+  using Snapshotter = sdk::Iface<berth_snapshotter_v1>;
+
+  // The snapshotter a pull's options name: "snapshotter" (name or plugin id), else the
+  // "runtime_handler"'s, else the default. INVALID_ARGUMENT for an unknown snapshotter.
+  absl::StatusOr<Snapshotter> TargetOf(const nlohmann::json& options) const;
+  // The running snapshotter whose name() or plugin id is `name`; nullopt when none.
+  std::optional<Snapshotter> FindSnapshotter(std::string_view name) const;
   absl::StatusOr<std::string> DoPull(const Reference& ref, const Credentials& creds,
-                                     const std::function<void(std::string_view)>& progress);
+                                     const std::function<void(std::string_view)>& progress,
+                                     const Snapshotter& target);
+  // Unpacks the layers of image `rec` that `target` lacks, from the content store.
+  absl::Status UnpackFromContent(const nlohmann::json& rec, const Snapshotter& target);
   // Downloads one blob into the content store once, however many pulls want it at once.
   absl::Status FetchOnce(const Reference& ref, const Descriptor& desc, const Credentials& creds,
                          const std::function<void(int64_t)>& on_bytes);
-  // Unpacks layer `index` of a pull into snapshot chain_id (parent: the previous chain).
-  absl::Status ApplyLayer(const Descriptor& layer, const std::string& diff_id,
-                          const std::string& chain_id, const std::string& parent);
+  // Unpacks layer `index` of a pull into snapshot chain_id (parent: the previous chain) of
+  // `target`.
+  absl::Status ApplyLayer(const Snapshotter& target, const Descriptor& layer,
+                          const std::string& diff_id, const std::string& chain_id,
+                          const std::string& parent);
   // Finds the image a reference, id or id prefix names.
   absl::StatusOr<nlohmann::json> Find(std::string_view ref);
   absl::StatusOr<std::vector<nlohmann::json>> AllImages();
@@ -65,7 +87,9 @@ class ImageStore {
   std::unique_ptr<ContentStore> content_;
   std::once_flag client_once_;
   std::unique_ptr<RegistryClient> client_;  // made at the first pull
-  sdk::Iface<berth_snapshotter_v1> snapshotter_;
+  Snapshotter snapshotter_;                      // the default
+  std::vector<Snapshotter> snapshotters_;         // every running one, the default first
+  std::map<std::string, Snapshotter> handlers_;  // runtime handler -> its own snapshotter
 
   // Pulls hold it shared; garbage collection exclusive (it must not remove what an
   // unfinished pull has fetched but not yet recorded).

@@ -5,13 +5,16 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <climits>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <utility>
@@ -280,6 +283,196 @@ sdk::Status RemoveTree(const std::string& path) {
   return sdk::Status::Ok();
 }
 
+// ---- copying a tree (native layout) ---------------------------------------------------------
+
+struct CopyState {
+  dev_t dev = 0;    // the source tree's filesystem: other mounts are not entered
+  int dst_root = -1;
+  // Files with several links: (dev, inode) -> the path of the first copy, below dst_root.
+  std::map<std::pair<dev_t, uint64_t>, std::string> links;
+};
+
+// An entry's xattrs: a directory through its fd, anything else through the path
+// /proc/self/fd/<dir>/<name> with the l* calls (which never follow a final symlink).
+struct XattrTarget {
+  int fd;            // the directory itself when name is empty
+  std::string name;  // the entry in directory fd
+  std::string Path() const { return "/proc/self/fd/" + std::to_string(fd) + "/" + name; }
+  ssize_t List(char* buf, size_t n) const {
+    return name.empty() ? ::flistxattr(fd, buf, n) : ::llistxattr(Path().c_str(), buf, n);
+  }
+  ssize_t Get(const char* key, void* buf, size_t n) const {
+    return name.empty() ? ::fgetxattr(fd, key, buf, n) : ::lgetxattr(Path().c_str(), key, buf, n);
+  }
+  int Set(const char* key, const void* value, size_t n) const {
+    return name.empty() ? ::fsetxattr(fd, key, value, n, 0)
+                        : ::lsetxattr(Path().c_str(), key, value, n, 0);
+  }
+};
+
+sdk::Status CopyXattrs(const XattrTarget& from, const XattrTarget& to, const std::string& what) {
+  std::vector<char> names(4096);
+  ssize_t n;
+  while ((n = from.List(names.data(), names.size())) < 0 && errno == ERANGE) {
+    names.resize(names.size() * 4);
+  }
+  if (n < 0) {
+    if (errno == ENOTSUP) return sdk::Status::Ok();
+    return sdk::ErrnoToStatus(errno, "list the xattrs of " + what);
+  }
+  std::vector<char> value(4096);
+  for (ssize_t i = 0; i < n;) {
+    const std::string name(names.data() + i);
+    i += static_cast<ssize_t>(name.size()) + 1;
+    ssize_t v;
+    while ((v = from.Get(name.c_str(), value.data(), value.size())) < 0 && errno == ERANGE) {
+      value.resize(value.size() * 4);
+    }
+    if (v < 0) return sdk::ErrnoToStatus(errno, "read xattr " + name + " of " + what);
+    if (to.Set(name.c_str(), value.data(), static_cast<size_t>(v)) != 0) {
+      return sdk::ErrnoToStatus(errno, "copy xattr " + name + " of " + what);
+    }
+  }
+  return sdk::Status::Ok();
+}
+
+// Owner, then mode (chown clears setuid bits), xattrs and times of dst_dir/name (an entry
+// just made from `stx`); name "" for dst_dir itself.
+sdk::Status CopyMeta(int src_dir, int dst_dir, const std::string& name, const struct statx& stx,
+                     const std::string& what) {
+  const char* n = name.c_str();
+  if (::fchownat(dst_dir, n, stx.stx_uid, stx.stx_gid,
+                 name.empty() ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW) != 0) {
+    return sdk::ErrnoToStatus(errno, "chown the copy of " + what);
+  }
+  // A symlink's mode means nothing; anything else is ours, just made, and not a symlink.
+  if (!S_ISLNK(stx.stx_mode) &&
+      (name.empty() ? ::fchmod(dst_dir, stx.stx_mode & 07777)
+                    : ::fchmodat(dst_dir, n, stx.stx_mode & 07777, 0)) != 0) {
+    return sdk::ErrnoToStatus(errno, "chmod the copy of " + what);
+  }
+  sdk::Status x = CopyXattrs({src_dir, name}, {dst_dir, name}, what);
+  if (!x.ok()) return x;
+  const timespec times[2] = {{stx.stx_atime.tv_sec, stx.stx_atime.tv_nsec},
+                             {stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec}};
+  if ((name.empty() ? ::futimens(dst_dir, times)
+                    : ::utimensat(dst_dir, n, times, AT_SYMLINK_NOFOLLOW)) != 0) {
+    return sdk::ErrnoToStatus(errno, "set the times of the copy of " + what);
+  }
+  return sdk::Status::Ok();
+}
+
+sdk::Status CopyFileData(int src, int dst, const std::string& what) {
+  for (;;) {
+    ssize_t n = ::copy_file_range(src, nullptr, dst, nullptr, 1 << 30, 0);
+    if (n > 0) continue;
+    if (n == 0) return sdk::Status::Ok();
+    if (errno == EINTR) continue;
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+      return sdk::ErrnoToStatus(errno, "copy " + what);
+    }
+    break;  // not supported here: plain reads and writes
+  }
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    ssize_t n = ::read(src, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sdk::ErrnoToStatus(errno, "read " + what);
+    if (n == 0) return sdk::Status::Ok();
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(dst, buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return sdk::ErrnoToStatus(errno, "write the copy of " + what);
+      done += w;
+    }
+  }
+}
+
+// Copies what is below directory `src` into directory `dst` (neither is closed here); `rel` is
+// dst's path below the copy's root, `path` src's path for messages. Symlinks are copied, never
+// followed; sockets are skipped; other mounts are not entered.
+sdk::Status CopyDir(int src, int dst, const std::string& rel, const std::string& path,
+                    CopyState* st) {
+  int list = ::fcntl(src, F_DUPFD_CLOEXEC, 0);
+  if (list < 0) return sdk::ErrnoToStatus(errno, "dup directory fd of " + path);
+  return ForEachEntry(list, path, [&](const std::string& name, const struct statx& stx) {
+    const std::string what = path + "/" + name;
+    const std::string child_rel = rel.empty() ? name : rel + "/" + name;
+    const mode_t type = stx.stx_mode & S_IFMT;
+    if (type == S_IFDIR) {
+      if (IsMountRoot(stx, st->dev)) return sdk::Status::Ok();
+      if (::mkdirat(dst, name.c_str(), 0700) != 0) {
+        return sdk::ErrnoToStatus(errno, "create the copy of " + what);
+      }
+      sdk::UniqueFd s(::openat(src, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      sdk::UniqueFd d(::openat(dst, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!s.valid() || !d.valid()) return sdk::ErrnoToStatus(errno, "open " + what);
+      sdk::Status c = CopyDir(s.get(), d.get(), child_rel, what, st);
+      if (!c.ok()) return c;
+      return CopyMeta(s.get(), d.get(), "", stx, what);  // times after the children
+    }
+    if (type == S_IFREG) {
+      const std::pair<dev_t, uint64_t> inode{makedev(stx.stx_dev_major, stx.stx_dev_minor),
+                                             stx.stx_ino};
+      if (stx.stx_nlink > 1) {
+        auto it = st->links.find(inode);
+        if (it != st->links.end()) {
+          if (::linkat(st->dst_root, it->second.c_str(), dst, name.c_str(), 0) != 0) {
+            return sdk::ErrnoToStatus(errno, "link the copy of " + what);
+          }
+          return sdk::Status::Ok();
+        }
+        st->links.emplace(inode, child_rel);
+      }
+      sdk::UniqueFd s(::openat(src, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!s.valid()) return sdk::ErrnoToStatus(errno, "open " + what);
+      sdk::UniqueFd d(
+          ::openat(dst, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!d.valid()) return sdk::ErrnoToStatus(errno, "create the copy of " + what);
+      sdk::Status c = CopyFileData(s.get(), d.get(), what);
+      if (!c.ok()) return c;
+      return CopyMeta(src, dst, name, stx, what);
+    }
+    if (type == S_IFLNK) {
+      std::vector<char> target(PATH_MAX + 1);
+      ssize_t n = ::readlinkat(src, name.c_str(), target.data(), target.size());
+      if (n < 0) return sdk::ErrnoToStatus(errno, "read the symlink " + what);
+      if (::symlinkat(std::string(target.data(), static_cast<size_t>(n)).c_str(), dst,
+                      name.c_str()) != 0) {
+        return sdk::ErrnoToStatus(errno, "create the copy of " + what);
+      }
+      return CopyMeta(src, dst, name, stx, what);
+    }
+    if (type == S_IFCHR || type == S_IFBLK || type == S_IFIFO) {
+      if (::mknodat(dst, name.c_str(), type | (stx.stx_mode & 07777),
+                    makedev(stx.stx_rdev_major, stx.stx_rdev_minor)) != 0) {
+        return sdk::ErrnoToStatus(errno, "create the copy of " + what);
+      }
+      return CopyMeta(src, dst, name, stx, what);
+    }
+    return sdk::Status::Ok();  // a socket: nothing a copy could carry
+  });
+}
+
+// Copies the tree at `from` (an existing directory) into the empty directory `to`, the root's
+// owner, mode, xattrs and times included.
+sdk::Status CopyTree(const std::string& from, const std::string& to) {
+  sdk::UniqueFd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!src.valid()) return sdk::ErrnoToStatus(errno, "open " + from + " to copy it");
+  sdk::UniqueFd dst(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dst.valid()) return sdk::ErrnoToStatus(errno, "open " + to);
+  struct statx stx {};
+  if (::statx(src.get(), "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) != 0) {
+    return sdk::ErrnoToStatus(errno, "stat " + from);
+  }
+  CopyState st;
+  st.dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  st.dst_root = dst.get();
+  sdk::Status c = CopyDir(src.get(), dst.get(), "", from, &st);
+  if (!c.ok()) return c;
+  return CopyMeta(src.get(), dst.get(), "", stx, from);
+}
+
 sdk::Status FsyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return sdk::ErrnoToStatus(errno, "open " + path + " to sync it");
@@ -428,28 +621,34 @@ sdk::Result<std::vector<uint64_t>> Snapshotter::Chain(sdk::Txn& txn,
 
 // ---- life cycle -----------------------------------------------------------------------------
 
-Snapshotter::Snapshotter(sdk::Host host, std::string root)
-    : host_(host), root_(std::move(root)), snapshots_(root_ + "/snapshots") {
+Snapshotter::Snapshotter(sdk::Host host, Layout layout, std::string root)
+    : host_(host), layout_(layout), root_(std::move(root)), snapshots_(root_ + "/snapshots") {
   tmp_seed_ = std::random_device{}();
   tmp_seed_ = (tmp_seed_ << 32) ^ std::random_device{}();
-  index_off_ = ::access("/sys/module/overlay/parameters/index", F_OK) == 0;
+  index_off_ = layout_ == Layout::kOverlay &&
+               ::access("/sys/module/overlay/parameters/index", F_OK) == 0;
 }
 
 Snapshotter::~Snapshotter() = default;
 
 sdk::Status Snapshotter::Create(sdk::Host host, std::unique_ptr<Snapshotter>* out) {
-  auto config = plugins::LoadConfig(host, kPluginId, {});
+  return Create(host, Layout::kOverlay, kPluginId, out);
+}
+
+sdk::Status Snapshotter::Create(sdk::Host host, Layout layout, const char* plugin_id,
+                                std::unique_ptr<Snapshotter>* out) {
+  auto config = plugins::LoadConfig(host, plugin_id, {});
   if (!config.ok()) return config.status();
-  if (!KernelHasOverlay()) {
+  if (layout == Layout::kOverlay && !KernelHasOverlay()) {
     return sdk::NotApplicable(
         "the kernel offers no overlay filesystem (/proc/filesystems; try modprobe overlay)");
   }
-  std::unique_ptr<Snapshotter> s(new Snapshotter(host, host.RootDir()));
+  std::unique_ptr<Snapshotter> s(new Snapshotter(host, layout, host.RootDir()));
   if (::mkdir(s->snapshots_.c_str(), 0700) != 0 && errno != EEXIST) {
     return sdk::ErrnoToStatus(errno, "create the snapshot directory " + s->snapshots_);
   }
   OVL_RETURN_IF_ERROR(s->Recover());
-  s->Probe();
+  if (layout == Layout::kOverlay) s->Probe();
   *out = std::move(s);
   return sdk::Status::Ok();
 }
@@ -579,7 +778,7 @@ void Snapshotter::Probe() {
 }
 
 sdk::Readiness Snapshotter::Status() {
-  if (!KernelHasOverlay()) {
+  if (layout_ == Layout::kOverlay && !KernelHasOverlay()) {
     return sdk::Readiness::NotReady("OverlayUnavailable",
                                     "the kernel no longer lists overlay in /proc/filesystems");
   }
@@ -602,7 +801,8 @@ std::string Snapshotter::MountsJson(const Record& r, const std::vector<uint64_t>
                          {"options", json::array({"rbind", ro ? "ro" : "rw"})}}})
         .dump();
   };
-  if (chain.empty()) return bind(Fs(r.id), r.kind == Kind::kView);
+  // Native: every snapshot holds its whole tree.
+  if (chain.empty() || layout_ == Layout::kNative) return bind(Fs(r.id), r.kind == Kind::kView);
   if (r.kind == Kind::kView && chain.size() == 1) return bind(Fs(chain[0]), true);
   auto options = [&](const std::string& base) {
     std::vector<std::string> o;
@@ -659,9 +859,16 @@ sdk::Result<std::string> Snapshotter::CreateSnapshot(Kind kind, std::string_view
       if (!s.ok()) self->host_.Warn("cleanup after a failed snapshot creation: " + s.message());
     }
   } cleanup{&dir, this};
+  const bool native = layout_ == Layout::kNative;
   if (::mkdir((dir + "/fs").c_str(), 0755) != 0 ||
-      (kind == Kind::kActive && ::mkdir((dir + "/work").c_str(), 0700) != 0)) {
+      (kind == Kind::kActive && !native && ::mkdir((dir + "/work").c_str(), 0700) != 0)) {
     return sdk::ErrnoToStatus(errno, op + " " + Quote(key) + ": create directories in " + dir);
+  }
+  // Native: the parent's tree is copied first, outside the store's write transaction.
+  uint64_t copied_from = 0;
+  if (native && !parent.empty()) {
+    sdk::Status c = CopyParent(parent, dir + "/fs", &copied_from);
+    if (!c.ok()) return sdk::Status(c.code(), op + " " + Quote(key) + ": " + c.message());
   }
 
   auto txn = host_.Begin(true);
@@ -689,10 +896,14 @@ sdk::Result<std::string> Snapshotter::CreateSnapshot(Kind kind, std::string_view
     auto c = Chain(*txn, std::string(parent));
     if (!c.ok()) return c.status();
     chain = std::move(*c);
+    if (native && chain[0] != copied_from) {
+      return sdk::Status(BERTH_ABORTED, op + " " + Quote(key) + ": parent " + Quote(parent) +
+                                            " was replaced while it was copied; try again");
+    }
     // Overlay shows the upper directory's owner and mode at the root of the mount: take
     // them from the layer below, as the image has them.
     struct stat st {};
-    if (::stat(Fs(chain[0]).c_str(), &st) == 0) {
+    if (!native && ::stat(Fs(chain[0]).c_str(), &st) == 0) {
       if (::chown((dir + "/fs").c_str(), st.st_uid, st.st_gid) != 0 ||
           ::chmod((dir + "/fs").c_str(), st.st_mode & 07777) != 0) {
         return sdk::ErrnoToStatus(errno,
@@ -727,6 +938,20 @@ sdk::Result<std::string> Snapshotter::CreateSnapshot(Kind kind, std::string_view
   OVL_RETURN_IF_ERROR(txn->Commit());
   cleanup.path = nullptr;
   return MountsJson(r, chain);
+}
+
+sdk::Status Snapshotter::CopyParent(std::string_view parent, const std::string& fs,
+                                    uint64_t* parent_id) {
+  {
+    auto txn = host_.Begin(false);
+    if (!txn.ok()) return txn.status();
+    auto p = Get(*txn, parent);
+    if (!p.ok() || p->kind != Kind::kCommitted) return sdk::Status::Ok();
+    *parent_id = p->id;
+  }
+  sdk::Status s = CopyTree(Fs(*parent_id), fs);
+  if (!s.ok()) return sdk::Status(s.code(), "copy parent " + Quote(parent) + ": " + s.message());
+  return sdk::Status::Ok();
 }
 
 sdk::Result<std::string> Snapshotter::Prepare(std::string_view key, std::string_view parent,

@@ -3,6 +3,10 @@
 // The overlayfs snapshotter: containerd's snapshot model (committed, active and view
 // snapshots) over overlayfs, with metadata in the host's store. The on-disk layout and the
 // crash-safety design are described in docs/snapshotter.md.
+//
+// The same code in its native layout is the native snapshotter (plugins/snapshotter-native):
+// each snapshot is a directory holding the whole tree (prepare and view copy the parent's),
+// mounted with a bind mount; no overlayfs needed.
 #pragma once
 
 #include <atomic>
@@ -18,6 +22,7 @@
 namespace berth::overlay {
 
 inline constexpr const char* kPluginId = "io.berth.snapshotter.overlay";
+inline constexpr const char* kNativePluginId = "io.berth.snapshotter.native";
 
 // Does /proc/filesystems list overlay?
 bool KernelHasOverlay();
@@ -32,8 +37,17 @@ class Snapshotter {
   // to the snapshots directory with "chdir" (mount(2) takes at most one page of options).
   static constexpr size_t kMaxAbsoluteOptionBytes = 3500;
 
-  // NOT_APPLICABLE when the kernel has no overlayfs. Removes the leftovers of a crash.
+  enum class Layout {
+    kOverlay,  // layers stacked by overlayfs ("overlayfs")
+    kNative,   // full copies, bind-mounted ("native")
+  };
+
+  // The overlay layout: NOT_APPLICABLE when the kernel has no overlayfs. Removes the
+  // leftovers of a crash.
   static sdk::Status Create(sdk::Host host, std::unique_ptr<Snapshotter>* out);
+  // Either layout; `plugin_id` names the plugin's configuration in messages.
+  static sdk::Status Create(sdk::Host host, Layout layout, const char* plugin_id,
+                            std::unique_ptr<Snapshotter>* out);
   ~Snapshotter();
   Snapshotter(const Snapshotter&) = delete;
   Snapshotter& operator=(const Snapshotter&) = delete;
@@ -42,7 +56,7 @@ class Snapshotter {
 
   // berth.snapshotter.v1 (see sdk::SnapshotterTable).
   sdk::Readiness Status();
-  std::string_view Name() const { return "overlayfs"; }
+  std::string_view Name() const { return layout_ == Layout::kNative ? "native" : "overlayfs"; }
   sdk::Result<std::string> Prepare(std::string_view key, std::string_view parent,
                                    std::string_view labels_json);
   sdk::Result<std::string> View(std::string_view key, std::string_view parent,
@@ -68,7 +82,12 @@ class Snapshotter {
     int64_t size = -1, inodes = -1;
   };
 
-  Snapshotter(sdk::Host host, std::string root);
+  Snapshotter(sdk::Host host, Layout layout, std::string root);
+
+  // Native layout: copies the tree of committed snapshot `parent` into `fs` (an empty
+  // directory) before the snapshot is recorded. Nothing when the parent is not (yet) a
+  // committed snapshot: recording it then fails with the precise error.
+  sdk::Status CopyParent(std::string_view parent, const std::string& fs, uint64_t* parent_id);
 
   // Removes tmp-* directories and snapshot directories the store does not know.
   sdk::Status Recover();
@@ -91,6 +110,7 @@ class Snapshotter {
   static sdk::Result<Record> Get(sdk::Txn& txn, std::string_view key);
 
   sdk::Host host_;
+  Layout layout_ = Layout::kOverlay;
   std::string root_;         // the plugin's root directory
   std::string snapshots_;    // <root>/snapshots
   std::string probe_error_;  // why overlay cannot be mounted here; empty when it can

@@ -13,6 +13,7 @@
 //                    [--handler H]   (H: a runtime handler of tests/integration/pod_harness.h,
 //                                     e.g. shimv2-test: containerd-shim-runc-v2 instead of
 //                                     berth-shim; default: runc through berth-shim)
+//                    [--shim-cgroup pod|none]  (io.berth.cri shim_cgroup; default pod)
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -89,10 +90,15 @@ int Fail(PodHarness& h, const std::string& what) {
 
 int Main(int argc, char** argv) {
   int runs = 20, parallel = 20, many = 100, calls = 200;
+  std::string shim_cgroup = "pod";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--handler") {
       g_handler = argv[i + 1];
+      continue;
+    }
+    if (a == "--shim-cgroup") {
+      shim_cgroup = argv[i + 1];
       continue;
     }
     int v = std::max(1, std::atoi(argv[i + 1]));
@@ -112,6 +118,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   PodHarness h(registry.images(), "bench");
+  h.AddCriOptions("    shim_cgroup: " + shim_cgroup + "\n");
   if (!h.Start(&error)) {
     std::fprintf(stderr, "berth_bench_pods: %s\n", error.c_str());
     h.Cleanup();

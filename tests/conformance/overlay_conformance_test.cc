@@ -14,11 +14,9 @@
 #include <set>
 
 #include "berth/mount.hpp"
-#include "core/host.h"
-#include "core/registry.h"
-#include "core/store.h"
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
+#include "tests/conformance/plugin_under_test.h"
 #include "tests/conformance/snapshotter_conformance.h"
 
 namespace berth::conformance {
@@ -31,71 +29,11 @@ using ::testing::StartsWith;
 
 constexpr const char* kPluginId = "io.berth.snapshotter.overlay";
 
-// berthd's pieces around one plugin: store (<dir>/meta.db), event bus, host services and a
-// registry that loaded BERTH_OVERLAY_PLUGIN. Destroying it shuts the plugin down.
-class OverlayUnderTest : public SnapshotterUnderTest {
- public:
+// The plugin file, loaded as berthd loads it (plugin_under_test.h).
+struct OverlayUnderTest {
   static std::unique_ptr<SnapshotterUnderTest> Start(const fs::path& dir, std::string* error) {
-    std::unique_ptr<OverlayUnderTest> o(new OverlayUnderTest());
-    std::error_code ec;
-    fs::create_directories(dir / "root", ec);
-    fs::create_directories(dir / "state", ec);
-    auto store = core::Store::Open(dir / "meta.db");
-    if (!store.ok()) {
-      *error = std::string(store.status().message());
-      return nullptr;
-    }
-    o->store_ = std::move(*store);
-    o->services_.config.root = dir / "root";
-    o->services_.config.state = dir / "state";
-    o->services_.store = o->store_.get();
-    o->services_.events = &o->events_;
-    o->services_.registry = &o->registry_;
-    absl::Status s = o->registry_.LoadFile(BERTH_OVERLAY_PLUGIN);
-    if (!s.ok()) {
-      *error = std::string(s.message());
-      return nullptr;
-    }
-    auto order = o->registry_.Resolve(
-        {kPluginId}, [](std::string_view id) { return "test:1 (" + std::string(id) + ")"; });
-    if (!order.ok()) {
-      *error = std::string(order.status().message());
-      return nullptr;
-    }
-    core::HostServices* services = &o->services_;
-    s = o->registry_.Start(
-        *order, [services](core::Plugin* p) { return core::MakeHostContext(p, services); },
-        &core::HostTableOf);
-    if (!s.ok()) {
-      *error = std::string(s.message());
-      return nullptr;
-    }
-    o->plugin_ = o->registry_.Find(kPluginId);
-    if (o->plugin_ == nullptr || o->plugin_->state != core::PluginState::kRunning) {
-      *error = "the plugin is not running" +
-               (o->plugin_ != nullptr ? ": " + o->plugin_->reason : std::string());
-      return nullptr;
-    }
-    o->table_ =
-        static_cast<const berth_snapshotter_v1*>(o->plugin_->Interface(BERTH_IFACE_SNAPSHOTTER_V1));
-    if (o->table_ == nullptr) {
-      *error = "the plugin offers no " BERTH_IFACE_SNAPSHOTTER_V1;
-      return nullptr;
-    }
-    return o;
+    return PluginUnderTest::Start(BERTH_OVERLAY_PLUGIN, kPluginId, dir, error);
   }
-  ~OverlayUnderTest() override { registry_.Stop(); }
-  const berth_snapshotter_v1* table() const override { return table_; }
-  void* instance() const override { return plugin_->instance; }
-
- private:
-  OverlayUnderTest() = default;
-  std::unique_ptr<core::Store> store_;
-  core::EventBus events_;
-  core::HostServices services_;
-  core::Registry registry_;
-  core::Plugin* plugin_ = nullptr;
-  const berth_snapshotter_v1* table_ = nullptr;
 };
 
 }  // namespace

@@ -222,6 +222,16 @@ TEST_F(BerthdTest, StreamingServerKeys) {
   EXPECT_THAT(daemon_->Log(), HasSubstr("key \"stream_address\": expected an IP address"));
 }
 
+TEST_F(BerthdTest, ShimCgroupKey) {
+  WriteConfig(BaseConfig(cni_dir_, "    shim_cgroup: none\n"));
+  ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
+  daemon_->Stop();
+  WriteConfig(BaseConfig(cni_dir_, "    shim_cgroup: berthd\n"));
+  EXPECT_FALSE(daemon_->Start());
+  EXPECT_THAT(daemon_->Log(), HasSubstr("key \"shim_cgroup\": expected pod"));
+  EXPECT_THAT(daemon_->Log(), HasSubstr("config.yaml:"));
+}
+
 TEST_F(BerthdTest, SocketIsRootOnlyAndRemovedOnSigterm) {
   WriteConfig(BaseConfig(cni_dir_));
   ASSERT_TRUE(daemon_->Start()) << daemon_->Log();
@@ -428,7 +438,7 @@ TEST_F(BerthdTest, BerthctlVersionInfoPluginsAndJson) {
   EXPECT_THAT(info, HasSubstr("cgroup driver: cgroupfs"));
   auto [c3, plugins] = RunCommand({BERTHCTL_BIN, "--socket", sock, "plugins"}, log);
   EXPECT_EQ(c3, 0);
-  EXPECT_THAT(plugins, MatchesRegex("(.|\n)*io.berth.cri +service +0.1.0 +1.1 +running(.|\n)*"));
+  EXPECT_THAT(plugins, MatchesRegex("(.|\n)*io.berth.cri +service +0.1.0 +1.2 +running(.|\n)*"));
   auto [c4, json] = RunCommand({BERTHCTL_BIN, "--socket", sock, "-o", "json", "plugins"}, log);
   EXPECT_EQ(c4, 0);
   auto j = nlohmann::json::parse(json, nullptr, false);

@@ -351,6 +351,9 @@ class PodHarness {
     std::error_code ec;
     fs::remove(fs::temp_directory_path() / ("route-" + bridge_ + ".log"), ec);
   }
+  // More io.berth.cri settings, as YAML lines indented by four ("    shim_cgroup: none\n");
+  // before Start().
+  void AddCriOptions(const std::string& yaml_lines) { cri_options_ += yaml_lines; }
   // The pod network of this harness: a bridge of its own with host-local addresses.
   const std::string& bridge() const { return bridge_; }
   const std::string& subnet() const { return subnet_; }
@@ -412,7 +415,8 @@ class PodHarness {
               "#!/bin/sh\necho 'cannot start the sandbox: /dev/kvm: no such device' >&2\nexit 1\n");
     fs::permissions(root_ / "crashing-shim", fs::perms::owner_all);
     std::string config =
-        BaseConfig(root_ / "net.d", "    sandbox_image: " + images_.pause + "\n", runtimes);
+        BaseConfig(root_ / "net.d", "    sandbox_image: " + images_.pause + "\n" + cri_options_,
+                   runtimes);
     config.replace(config.find("  io.berth.runtime.runc: {}\n"), 0,
                    "  io.berth.runtime.kata: {}\n");
     if (const char* level = std::getenv("BERTH_TEST_LOG_LEVEL"); level != nullptr) {
@@ -822,6 +826,7 @@ class PodHarness {
   PodImages images_;
   fs::path root_;
   std::string cgroup_parent_;
+  std::string cri_options_;
   std::string bridge_, network_, subnet_;
   std::unique_ptr<Daemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;

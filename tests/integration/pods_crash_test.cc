@@ -141,6 +141,7 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashCase{"run-sandbox:after-network", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-rootfs", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-task-create", "RunPodSandbox"},
+                      CrashCase{"run-sandbox:after-shim-cgroup", "RunPodSandbox"},
                       CrashCase{"run-sandbox:after-task-start", "RunPodSandbox"},
                       CrashCase{"create-container:after-record", "CreateContainer"},
                       CrashCase{"create-container:after-rootfs", "CreateContainer"},

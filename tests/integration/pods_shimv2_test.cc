@@ -337,5 +337,79 @@ TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) 
   ExpectBackTo(before);
 }
 
+// A container of a shim v2 handler gets its CPU and memory figures from its shim
+// (Task/Stats), as a Kata container must: its processes are in a VM and the host holds no
+// cgroup of theirs. containerd's shim reads the very cgroup berthd's driver would read, so the
+// figures cannot tell which way they came; berthd's log does. At log_level: debug it writes,
+// for each reading through a shim, "stats of container <id> from its shim (handler <name>,
+// <message type>)", and when the shim fails, a line saying so and that the host cgroup was read
+// instead: what an operator looks for when a VM runtime's stats look wrong.
+TEST_F(PodShimV2Test, ABusyContainersStatsComeThroughItsShim) {
+  // berthd again, logging at debug level.
+  std::string config = ReadFile(h_->daemon().config());
+  ASSERT_EQ(config.rfind("log_level: ", 0), 0u) << config;
+  config.replace(0, config.find('\n'), "log_level: debug");
+  WriteFile(h_->daemon().config(), config);
+  h_->StopDaemon(SIGTERM);
+  std::string error;
+  ASSERT_TRUE(h_->StartDaemon(&error)) << error;
+
+  v1::PodSandboxConfig pod;
+  const std::string pod_id = RunPod(&pod, "busy");
+  ASSERT_FALSE(pod_id.empty());
+  const std::string id =
+      Run(pod_id, pod, h_->NewContainer(pod, "spin", {"sh", "-c", "while :; do :; done"}));
+  ASSERT_FALSE(id.empty());
+
+  v1::ContainerStatsRequest req;
+  req.set_container_id(id);
+  v1::ContainerStatsResponse first, second;
+  ASSERT_OK(h_->rt().ContainerStats(CriContext().get(), req, &first));
+  std::this_thread::sleep_for(milliseconds(500));
+  ASSERT_OK(h_->rt().ContainerStats(CriContext().get(), req, &second));
+  const v1::ContainerStats& st = second.stats();
+  EXPECT_GT(first.stats().cpu().usage_core_nano_seconds().value(), 0u);
+  EXPECT_GT(st.cpu().usage_core_nano_seconds().value(),
+            first.stats().cpu().usage_core_nano_seconds().value());
+  // Spinning for 0.5 s: a good part of a core (a loaded CI machine gives it less).
+  EXPECT_GT(st.cpu().usage_nano_cores().value(), 50'000'000u);
+  EXPECT_GT(st.memory().working_set_bytes().value(), 0u);
+  EXPECT_GE(st.memory().usage_bytes().value(), st.memory().working_set_bytes().value());
+  EXPECT_GT(st.memory().rss_bytes().value(), 0u);
+  EXPECT_GT(st.memory().page_faults().value(), 0u);
+
+  // The same through ListContainerStats and as the container part of the pod's stats.
+  v1::ListContainerStatsRequest lreq;
+  lreq.mutable_filter()->set_pod_sandbox_id(pod_id);
+  v1::ListContainerStatsResponse list;
+  ASSERT_OK(h_->rt().ListContainerStats(CriContext().get(), lreq, &list));
+  ASSERT_EQ(list.stats_size(), 1);
+  EXPECT_EQ(list.stats(0).attributes().id(), id);
+  EXPECT_GT(list.stats(0).cpu().usage_core_nano_seconds().value(), 0u);
+  v1::PodSandboxStatsRequest preq;
+  preq.set_pod_sandbox_id(pod_id);
+  v1::PodSandboxStatsResponse pstats;
+  ASSERT_OK(h_->rt().PodSandboxStats(CriContext().get(), preq, &pstats));
+  ASSERT_EQ(pstats.stats().linux().containers_size(), 1);
+  EXPECT_GT(pstats.stats().linux().containers(0).memory().working_set_bytes().value(), 0u);
+
+  // Four readings, each through the shim (cgroup v1 metrics on a v1 or hybrid host, v2 on a
+  // unified one), none falling back to the host cgroup.
+  const std::string log = h_->daemon().Log();
+  const std::string through = "stats of container " + id + " from its shim (handler " +
+                              std::string(kHandler) + ", io.containerd.cgroups.v";
+  size_t readings = 0;
+  for (size_t at = log.find(through); at != std::string::npos; at = log.find(through, at + 1)) {
+    ++readings;
+  }
+  EXPECT_GE(readings, 4u) << h_->LogTail();
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("stats of container " + id + ": the shim")));
+
+  ASSERT_OK(h_->StopContainer(id, 1));
+  ASSERT_OK(h_->RemoveContainer(id));
+  ASSERT_OK(h_->StopPod(pod_id));
+  ASSERT_OK(h_->RemovePod(pod_id));
+}
+
 }  // namespace
 }  // namespace berth::testing

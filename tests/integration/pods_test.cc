@@ -1227,5 +1227,54 @@ TEST_F(PodsTest, UpdateContainerResourcesChangesTheRunningContainersCgroup) {
   EXPECT_EQ(st.resources().linux().cpu_shares(), 512);
 }
 
+// 13 -----------------------------------------------------------------------------------------
+// The shim of a pod (berth-shim, and another shim v2 binary) leaves berthd's cgroup for one of
+// its own beside the pod's containers: accounted to the pod, and not killed with berthd's
+// service. It goes with the pod.
+TEST_F(PodsTest, TheShimOfAPodRunsInACgroupOfItsOwnUnderThePodsParent) {
+  for (const std::string handler : {"runc", "shimv2-test"}) {
+    SCOPED_TRACE(handler);
+    v1::PodSandboxConfig pod = h_->NewPod("shim-cgroup-" + handler);
+    std::string pod_id = RunPod(pod, handler);
+    ASSERT_FALSE(pod_id.empty());
+    std::optional<std::vector<pid_t>> pause = h_->CgroupProcs(pod_id);
+    ASSERT_TRUE(pause.has_value() && pause->size() == 1) << "the pause container's cgroup";
+    // The pause's parent is the shim (a subreaper).
+    pid_t shim = 0;
+    std::istringstream status(ReadFile("/proc/" + std::to_string(pause->front()) + "/status"));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("PPid:", 0) == 0) shim = std::stoi(line.substr(5));
+    }
+    ASSERT_GT(shim, 1);
+    EXPECT_NE(shim, h_->daemon().pid());
+    const std::string want = h_->cgroup_parent() + "/shim-" + pod_id;
+    const std::string cgroups = ReadFile("/proc/" + std::to_string(shim) + "/cgroup");
+    std::istringstream lines(cgroups);
+    int checked = 0;
+    for (std::string line; std::getline(lines, line);) {
+      // "N:controllers:/path"; the empty v1 hierarchies (net_cls, rdma...) as well.
+      std::string path = line.substr(line.find(':', line.find(':') + 1) + 1);
+      EXPECT_EQ(path, want) << "shim " << shim << ": " << line;
+      ++checked;
+    }
+    EXPECT_GT(checked, 0) << cgroups;
+    std::string daemon_cgroups = ReadFile("/proc/" + std::to_string(h_->daemon().pid()) + "/cgroup");
+    EXPECT_EQ(daemon_cgroups.find("/shim-"), std::string::npos) << daemon_cgroups;
+
+    ASSERT_OK(h_->StopPod(pod_id));
+    if (handler == "runc") {
+      // What a kubelet does to a terminated pod's cgroup before RemovePodSandbox: kill what
+      // is left in it, the shim included.
+      ASSERT_EQ(::kill(shim, SIGKILL), 0);
+    }
+    ASSERT_OK(h_->RemovePod(pod_id));
+    EXPECT_TRUE(WaitFor([&] { return IsZombieOrGone(shim); }, seconds(10))) << "shim " << shim;
+    for (const fs::path& hierarchy : CgroupHierarchies()) {
+      EXPECT_FALSE(fs::exists(hierarchy / want.substr(1))) << hierarchy / want.substr(1);
+    }
+  }
+  ExpectNothingLeft("after the pods");
+}
+
 }  // namespace
 }  // namespace berth::testing

@@ -17,6 +17,8 @@ struct FakeHostCtx {
   std::string config_json;
   std::string root_dir, state_dir;
   std::string log;
+  // get_section("runtimes"); empty: NOT_FOUND, as for every other section.
+  std::string runtimes_json;
 };
 
 inline FakeHostCtx* HostCtx(berth_host_ctx* ctx) { return reinterpret_cast<FakeHostCtx*>(ctx); }
@@ -34,6 +36,15 @@ inline berth_host MakeFakeHost(FakeHostCtx* ctx) {
   h.get_config = [](berth_host_ctx* c, berth_sink* out, berth_sink*) -> int32_t {
     sdk::Write(out, HostCtx(c)->config_json);
     return BERTH_OK;
+  };
+  h.get_section = [](berth_host_ctx* c, const char* name, berth_sink* out,
+                     berth_sink* err) -> int32_t {
+    if (std::string(name) == "runtimes" && !HostCtx(c)->runtimes_json.empty()) {
+      sdk::Write(out, HostCtx(c)->runtimes_json);
+      return BERTH_OK;
+    }
+    sdk::Write(err, std::string("no section \"") + name + "\" in this test's host");
+    return BERTH_NOT_FOUND;
   };
   h.config_where = [](berth_host_ctx*, const char* key, berth_sink* out) {
     sdk::Write(out, std::string("config.yaml:9 (") + key + ")");

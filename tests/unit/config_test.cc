@@ -374,7 +374,7 @@ TEST(ParseConfigErrorTest, UnknownRuntimeEntryKey) {
   ExpectError("runtimes:\n  runc:\n    plugin: io.berth.runtime.runc\n    option: {}\n",
               "config.yaml:4: ",
               {"unknown key \"runtimes.runc.option\"", "did you mean \"options\"?",
-               "(known keys: plugin, options)"});
+               "(known keys: plugin, snapshotter, cni_conf_dir, options)"});
 }
 
 TEST(ParseConfigErrorTest, WrongTypes) {
@@ -406,10 +406,11 @@ TEST(ParseConfigErrorTest, WrongTypes) {
        "got \"true\""},
       {"runtimes: runc\n", "config.yaml:1: ", "key \"runtimes\": expected a mapping"},
       {"runtimes:\n  runc: io.berth.runtime.runc\n", "config.yaml:2: ",
-       "key \"runtimes.runc\": expected a mapping with keys plugin, options, got "
-       "\"io.berth.runtime.runc\""},
+       "key \"runtimes.runc\": expected a mapping with keys plugin, snapshotter, cni_conf_dir, "
+       "options, got \"io.berth.runtime.runc\""},
       {"runtimes:\n  runc:\n", "config.yaml:2: ",
-       "key \"runtimes.runc\": expected a mapping with keys plugin, options, got nothing"},
+       "key \"runtimes.runc\": expected a mapping with keys plugin, snapshotter, cni_conf_dir, "
+       "options, got nothing"},
       {"runtimes:\n  runc:\n    plugin: [a.b.c]\n",
        "config.yaml:3: ", "key \"runtimes.runc.plugin\": expected a plugin id, got a list"},
       {"runtimes:\n  runc:\n    plugin: a.b.c\n    options: [x]\n", "config.yaml:4: ",
@@ -474,6 +475,57 @@ TEST(ParseConfigErrorTest, BadHandlerNames) {
   }
   ExpectError("runtimes:\n  " + std::string(64, 'a') + ": {plugin: a.b.c}\n",
               "config.yaml:2: ", {"invalid handler name"});
+}
+
+TEST(ParseConfigTest, RuntimeSnapshotterAndCniConfDir) {
+  const Config c = MustParse(
+      "runtimes:\n"
+      "  runc:\n"
+      "    plugin: io.berth.runtime.runc\n"
+      "  kata:\n"
+      "    plugin: io.berth.runtime.kata\n"
+      "    snapshotter: native\n"
+      "    cni_conf_dir: /etc/cni//net.d/kata/\n"
+      "    options: {shim: containerd-shim-kata-v2}\n"
+      "  gvisor:\n"
+      "    plugin: io.berth.runtime.kata\n"
+      "    snapshotter: io.berth.snapshotter.native\n"
+      "    cni_conf_dir: /\n");
+  EXPECT_EQ(c.runtimes.at("runc").snapshotter, "");
+  EXPECT_EQ(c.runtimes.at("runc").cni_conf_dir, "");
+  EXPECT_EQ(c.runtimes.at("kata").snapshotter, "native");
+  // Repeated and trailing slashes go: the directory is compared with others.
+  EXPECT_EQ(c.runtimes.at("kata").cni_conf_dir, "/etc/cni/net.d/kata");
+  EXPECT_EQ(c.runtimes.at("kata").options, json::parse(R"({"shim": "containerd-shim-kata-v2"})"));
+  EXPECT_EQ(c.runtimes.at("gvisor").snapshotter, "io.berth.snapshotter.native");
+  EXPECT_EQ(c.runtimes.at("gvisor").cni_conf_dir, "/");
+  EXPECT_EQ(c.Where("runtimes.kata.snapshotter"), "config.yaml:6");
+  EXPECT_EQ(c.Where("runtimes.kata.cni_conf_dir"), "config.yaml:7");
+}
+
+TEST(ParseConfigErrorTest, RuntimeCniConfDirAndSnapshotter) {
+  const std::string head = "runtimes:\n  kata:\n    plugin: io.berth.runtime.kata\n";
+  ExpectError(head + "    cni_conf_dir: etc/cni/kata\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.cni_conf_dir\": expected an absolute path, got "
+               "\"etc/cni/kata\""});
+  ExpectError(head + "    cni_conf_dir: \"\"\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.cni_conf_dir\": expected an absolute path, got \"\""});
+  ExpectError(head + "    cni_conf_dir: /etc/cni/../kata\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.cni_conf_dir\": expected an absolute directory without "
+               "\".\" or \"..\" components, got \"/etc/cni/../kata\""});
+  ExpectError(head + "    cni_conf_dir: /etc/./kata\n", "config.yaml:4: ",
+              {"without \".\" or \"..\" components"});
+  ExpectError(head + "    cni_conf_dir: [/etc/cni]\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.cni_conf_dir\": expected an absolute path, got a list"});
+  ExpectError(head + "    snapshotter: \"\"\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.snapshotter\": expected the name of a snapshotter"});
+  ExpectError(head + "    snapshotter: over lay\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.snapshotter\"", "got \"over lay\""});
+  ExpectError(head + "    snapshotter: {name: x}\n", "config.yaml:4: ",
+              {"key \"runtimes.kata.snapshotter\": expected a snapshotter name, got a mapping"});
+  ExpectError(head + "    cni_confdir: /etc/cni/kata\n", "config.yaml:4: ",
+              {"unknown key \"runtimes.kata.cni_confdir\"", "did you mean \"cni_conf_dir\"?",
+               "(known keys: plugin, snapshotter, cni_conf_dir, options)"});
 }
 
 TEST(ParseConfigErrorTest, RuntimeWithoutPlugin) {
@@ -586,6 +638,20 @@ TEST(ConfigRoundTripTest, FullConfig) {
   const std::string yaml = c.ToYaml();
   EXPECT_LT(yaml.find("\nplugins:"), yaml.find("\nruntimes:")) << yaml;
   EXPECT_LT(yaml.find("\nruntimes:"), yaml.find("\ndefault_runtime:")) << yaml;
+}
+
+TEST(ConfigRoundTripTest, RuntimeSnapshotterAndCniConfDir) {
+  const Config c = MustParse(
+      "runtimes:\n  runc: {plugin: io.berth.runtime.runc}\n"
+      "  kata:\n    plugin: io.berth.runtime.kata\n    snapshotter: native\n"
+      "    cni_conf_dir: /etc/cni/kata\n    options: {shim: x}\n");
+  ExpectRoundTrip(c);
+  Config other = c;
+  other.runtimes["kata"].cni_conf_dir = "/etc/cni/other";
+  EXPECT_FALSE(SameSettings(c, other));
+  other = c;
+  other.runtimes["kata"].snapshotter = "overlayfs";
+  EXPECT_FALSE(SameSettings(c, other));
 }
 
 TEST(ConfigRoundTripTest, EmptyPluginsAndRuntimesStayGiven) {

@@ -2,6 +2,8 @@
 // The built plugin (.so) through its C entry point and berth_cgroup_driver_v1 table, with a
 // minimal host table that serves the configuration, over fake cgroup trees.
 #include <dlfcn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -14,6 +16,7 @@
 namespace berth::cgroupfs {
 namespace {
 
+using ::berth::testing::ReadFile;
 using ::testing::HasSubstr;
 using namespace ::berth::cgroupfs::testing;  // NOLINT(build/namespaces)
 
@@ -82,6 +85,55 @@ TEST_F(PluginTableTest, V2TreeThroughTheTable) {
   sdk::StringSink rm_err;
   EXPECT_EQ(table_->remove(instance_, sdk::Str("/kubepods/pod1/never"), rm_err.get()), BERTH_OK)
       << rm_err.str();
+}
+
+// enter (ABI 1.2): a pod's shim into <parent>/shim-<id> of every hierarchy; a v1 cpuset
+// cgroup first gets cpus and mems from its nearest ancestor that has them.
+TEST_F(PluginTableTest, EnterMovesAProcessIntoEveryHierarchy) {
+  TempDir root("cgfs");
+  MakeV1Root(root.path(), /*hybrid=*/true);
+  MakeV1Hierarchy(root.path(), "cpuset");
+  WriteFile(root.path() / "cpuset/cpuset.cpus", "0-3\n");
+  WriteFile(root.path() / "cpuset/cpuset.mems", "0\n");
+  // What the kernel gives every new cgroup (a fake tree has to be told): cgroup.procs, and
+  // for cpuset ones empty cpus and mems.
+  for (const char* h : {"cpu,cpuacct", "memory", "pids", "systemd", "cpuset", "unified"}) {
+    WriteFile(root.path() / h / "kubepods/shim-1/cgroup.procs", "");
+  }
+  for (const char* dir : {"cpuset/kubepods", "cpuset/kubepods/shim-1"}) {
+    WriteFile(root.path() / dir / "cpuset.cpus", "");
+    WriteFile(root.path() / dir / "cpuset.mems", "");
+  }
+  std::string err;
+  ASSERT_EQ(Init(R"({"root":")" + root.str() + R"("})", &err), BERTH_OK) << err;
+  ASSERT_TRUE(BERTH_HAS_MEMBER(table_, berth_cgroup_driver_v1, enter));
+  const std::string pid = std::to_string(::getpid());
+  sdk::StringSink enter_err;
+  ASSERT_EQ(table_->enter(instance_, sdk::Str("/kubepods/shim-1"), ::getpid(), enter_err.get()),
+            BERTH_OK)
+      << enter_err.str();
+  for (const char* h : {"cpu,cpuacct", "memory", "pids", "systemd", "cpuset", "unified"}) {
+    EXPECT_EQ(ReadFile(root.path() / h / "kubepods/shim-1/cgroup.procs"), pid) << h;
+  }
+  EXPECT_EQ(ReadFile(root.path() / "cpuset/kubepods/cpuset.cpus"), "0-3");
+  EXPECT_EQ(ReadFile(root.path() / "cpuset/kubepods/shim-1/cpuset.cpus"), "0-3");
+  EXPECT_EQ(ReadFile(root.path() / "cpuset/kubepods/shim-1/cpuset.mems"), "0");
+
+  sdk::StringSink slice_err;
+  EXPECT_EQ(table_->enter(instance_, sdk::Str("kubepods-pod1.slice:berth:shim-1"), ::getpid(),
+                          slice_err.get()),
+            BERTH_INVALID_ARGUMENT);
+  EXPECT_THAT(slice_err.str(), HasSubstr("systemd"));
+  // A process that is gone: NOT_FOUND, nothing written.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);
+  sdk::StringSink gone_err;
+  EXPECT_EQ(table_->enter(instance_, sdk::Str("/kubepods/shim-2"), child, gone_err.get()),
+            BERTH_NOT_FOUND);
+  EXPECT_THAT(gone_err.str(), HasSubstr(std::to_string(child)));
+  EXPECT_FALSE(fs::exists(root.path() / "memory/kubepods/shim-2"));
 }
 
 TEST_F(PluginTableTest, NotReadyWhenControllersAreMissing) {

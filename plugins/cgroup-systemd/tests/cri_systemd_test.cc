@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -265,6 +266,14 @@ class InsideCriSystemdTest : public ::testing::Test {
   // drivers.md §7: runc sets a scope's device rules only once it runs, and when that scope
   // is the first of the slice to need the devices controller systemd moves every process
   // of the slice into the slice's devices cgroup).
+  static pid_t ParentPid(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("PPid:", 0) == 0) return static_cast<pid_t>(std::stol(line.substr(5)));
+    }
+    return 0;
+  }
+
   void ExpectInScope(const std::string& slice, const std::string& id, pid_t pid,
                      bool pause = false) {
     SCOPED_TRACE("scope of " + id + " in " + slice);
@@ -342,6 +351,8 @@ TEST_F(InsideCriSystemdTest, ScopesInKubepodsSlices) {
   for (const Pod& p : pods) {
     ExpectInScope(p.slice, p.id, h_->SandboxPid(p.id), /*pause=*/true);
     ExpectInScope(p.slice, p.container, h_->ContainerPid(p.container));
+    // The pod's shim (the pause's parent) in a scope of its own in the pod's slice.
+    ExpectInScope(p.slice, "shim-" + p.id, ParentPid(h_->SandboxPid(p.id)));
   }
 
   for (const Pod& p : pods) {
@@ -350,7 +361,7 @@ TEST_F(InsideCriSystemdTest, ScopesInKubepodsSlices) {
     EXPECT_GRPC_OK(h_->StopPod(p.id));
     EXPECT_GRPC_OK(h_->RemovePod(p.id));
   }
-  for (const Pod& p : pods) ExpectNothingLeft(p.slice, {p.id, p.container});
+  for (const Pod& p : pods) ExpectNothingLeft(p.slice, {p.id, p.container, "shim-" + p.id});
 
   // The kubelet's part: the pod slices go, which works only when no directory of berth's is
   // left below them in any hierarchy.

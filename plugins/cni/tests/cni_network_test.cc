@@ -60,9 +60,11 @@ class NetworkTest : public ::testing::Test {
                                                    "mac":false}}]})");
   }
 
-  std::unique_ptr<Network> Make(absl::Duration timeout = absl::Seconds(30)) {
+  std::unique_ptr<Network> Make(absl::Duration timeout = absl::Seconds(30),
+                                std::vector<std::string> extra_conf_dirs = {}) {
     NetworkOptions o;
     o.conf_dir = conf_;
+    o.extra_conf_dirs = std::move(extra_conf_dirs);
     o.bin_dirs = {bin_};
     o.cache_dir = cache_;
     o.plugin_timeout = timeout;
@@ -135,7 +137,7 @@ TEST_F(NetworkTest, AttachRunsTheChainWithTheCniEnvironmentAndConfig) {
   EXPECT_EQ(json::parse(*result), json::parse(R"({"ips":["10.0.0.2","fd00::2"],
       "interfaces":[{"name":"veth1"},{"name":"eth0","sandbox":"/ns"}],
       "dns":{"nameservers":["10.0.0.10"],"domain":"","search":["svc.local"],"options":[]},
-      "network":"testnet"})"));
+      "network":"testnet","config_file":")" + conf_ + R"(/10-test.conflist"})"));
 
   // The record holds the configuration, the request and the final result.
   json record = json::parse(ReadTextFile(RecordPath("sb1")));
@@ -457,6 +459,93 @@ TEST_F(NetworkTest, FirstConfigurationByNameAndSinglePluginConf) {
   ClearCalls();
   ASSERT_TRUE(net->Detach(Request("sb1")).ok());
   EXPECT_THAT(Calls(), ElementsAre("gamma DEL"));
+}
+
+// A runtime handler's own configuration directory (runtimes: <h>: cni_conf_dir), named by
+// the request's conf_dir: its first file, its readiness, detach from the record after a
+// restart (even without the directory), GC of each directory's network.
+TEST_F(NetworkTest, RequestsNameAConfigurationDirectoryOfTheirOwn) {
+  const std::string kata = dir_ / "kata.d";
+  std::filesystem::create_directories(kata);
+  WriteDefaultConfig();
+  WriteTextFile(kata + "/20-b.conflist",
+                R"({"cniVersion":"1.0.0","name":"kata-b","plugins":[{"type":"alpha"}]})");
+  WriteTextFile(kata + "/10-a.conflist",
+                R"({"cniVersion":"1.0.0","name":"kata-net","plugins":[{"type":"gamma"}]})");
+  auto net = Make(absl::Seconds(30), {kata, conf_, kata});
+  EXPECT_EQ(net->ConfDirs(), (std::vector<std::string>{conf_, kata}));
+
+  ASSERT_TRUE(net->Attach(Request("sb1")).ok());
+  EXPECT_THAT(Calls(), ElementsAre("alpha ADD", "beta ADD"));
+  ClearCalls();
+  auto result = net->Attach(Request("sb2", R"(,"conf_dir":")" + kata + R"(")"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_THAT(Calls(), ElementsAre("gamma ADD"));  // the first file of that directory
+  EXPECT_EQ(json::parse(*result)["network"], "kata-net");
+  EXPECT_EQ(json::parse(*result)["config_file"], kata + "/10-a.conflist");
+  EXPECT_EQ(json::parse(ReadTextFile(RecordPath("sb2")))["request"]["conf_dir"], kata);
+  // Naming the default directory is the same as naming none.
+  ClearCalls();
+  ASSERT_TRUE(net->Attach(Request("sb3", R"(,"conf_dir":")" + conf_ + R"(")")).ok());
+  EXPECT_THAT(Calls(), ElementsAre("alpha ADD", "beta ADD"));
+
+  // A directory the plugin was not given is refused, naming those it knows.
+  auto other = net->Attach(Request("sb4", R"(,"conf_dir":"/etc/cni/elsewhere")"));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(Message(other.status()),
+              HasSubstr("\"conf_dir\" /etc/cni/elsewhere is not a configuration directory of "
+                        "this network (known: " + conf_ + ", " + kata));
+
+  // Readiness per directory; the default's is Status().
+  EXPECT_TRUE(net->StatusOf(kata).ready);
+  std::filesystem::remove(kata + "/10-a.conflist");
+  std::filesystem::remove(kata + "/20-b.conflist");
+  sdk::Readiness r = net->StatusOf(kata);
+  EXPECT_FALSE(r.ready);
+  EXPECT_EQ(r.reason, "NetworkPluginNotReady");
+  EXPECT_THAT(r.message, HasSubstr("no CNI network configuration in " + kata));
+  EXPECT_TRUE(net->Status().ready) << net->Status().message;
+  json statuses = ConfDirStatuses(*net);
+  EXPECT_EQ(statuses[conf_]["network_ready"], true);
+  EXPECT_EQ(statuses[kata]["network_ready"], false);
+  EXPECT_THAT(statuses[kata]["message"].get<std::string>(), HasSubstr(kata));
+  // A pod of that directory fails naming it; the default network still attaches.
+  auto failed = net->Attach(Request("sb5", R"(,"conf_dir":")" + kata + R"(")"));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Message(failed.status()), HasSubstr("no CNI network configuration in " + kata));
+  EXPECT_FALSE(Exists(RecordPath("sb5")));
+  ASSERT_TRUE(net->Attach(Request("sb6")).ok());
+
+  // After a restart without that directory configured at all, sb2 is detached with the
+  // configuration it was attached with.
+  net.reset();
+  net = Make();
+  ClearCalls();
+  ASSERT_TRUE(net->Detach(Request("sb2")).ok());
+  EXPECT_THAT(Calls(), ElementsAre("gamma DEL"));
+  EXPECT_EQ(Stdin("gamma", "DEL")["name"], "kata-net");
+  EXPECT_FALSE(Exists(RecordPath("sb2")));
+}
+
+TEST_F(NetworkTest, GcRunsThePluginGcOfEveryDirectory) {
+  const std::string kata = dir_ / "kata.d";
+  std::filesystem::create_directories(kata);
+  WriteDefaultConfig("1.1.0");
+  WriteTextFile(kata + "/10.conflist",
+                R"({"cniVersion":"1.1.0","name":"kata-net","plugins":[{"type":"gamma"}]})");
+  auto net = Make(absl::Seconds(30), {kata});
+  ASSERT_TRUE(net->Attach(Request("sb1")).ok());
+  ASSERT_TRUE(net->Attach(Request("sb2", R"(,"conf_dir":")" + kata + R"(")")).ok());
+  ASSERT_TRUE(net->Attach(Request("sb3", R"(,"conf_dir":")" + kata + R"(")")).ok());
+  ClearCalls();
+  ASSERT_TRUE(net->Gc(R"(["sb1","sb2"])").ok());
+  EXPECT_THAT(Calls(), ElementsAre("gamma DEL", "alpha GC", "beta GC", "gamma GC"));
+  EXPECT_EQ(Env("gamma", "DEL").at("CNI_CONTAINERID"), "sb3");
+  // Each network's GC is told of its own attachments.
+  EXPECT_EQ(Stdin("beta", "GC")["cni.dev/valid-attachments"],
+            json::parse(R"([{"containerID":"sb1","ifname":"eth0"}])"));
+  EXPECT_EQ(Stdin("gamma", "GC")["cni.dev/valid-attachments"],
+            json::parse(R"([{"containerID":"sb2","ifname":"eth0"}])"));
 }
 
 TEST_F(NetworkTest, NoConfiguration) {

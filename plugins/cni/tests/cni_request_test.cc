@@ -118,6 +118,12 @@ TEST(ParseAttachRequestTest, Refused) {
       {R"({"sandbox_id":"a","port_mappings":[{"container_port":1,"host_port":70000}]})",
        "\"host_port\" must be a port number"},
       {R"({"sandbox_id":"a","annotations":{"x":1}})", "annotation \"x\" must be a string"},
+      {R"({"sandbox_id":"a","conf_dir":"net.d"})",
+       "\"conf_dir\" must be an absolute directory without \".\" or \"..\" components, got "
+       "\"net.d\""},
+      {R"({"sandbox_id":"a","conf_dir":"/etc/cni/../x"})", "\"conf_dir\" must be an absolute"},
+      {R"({"sandbox_id":"a","conf_dir":"/etc/./x"})", "\"conf_dir\" must be an absolute"},
+      {R"({"sandbox_id":"a","conf_dir":3})", "\"conf_dir\" must be a string"},
   };
   for (const Case& c : cases) {
     auto r = ParseAttachRequest(c.json);
@@ -125,6 +131,15 @@ TEST(ParseAttachRequestTest, Refused) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
     EXPECT_THAT(Message(r.status()), HasSubstr(c.message)) << c.json;
   }
+}
+
+TEST(ParseAttachRequestTest, ConfDir) {
+  auto r = ParseAttachRequest(R"({"sandbox_id":"sb1","conf_dir":"/etc/cni/net.d/kata"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->conf_dir, "/etc/cni/net.d/kata");
+  r = ParseAttachRequest(R"({"sandbox_id":"sb1"})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->conf_dir, "");
 }
 
 TEST(CapabilityArgsTest, Everything) {

@@ -120,5 +120,60 @@ TEST_F(PluginTableTest, AttachCheckDetachGcThroughTheTable) {
   EXPECT_THAT(ferr.str(), HasSubstr("no CNI network configuration in " + conf));
 }
 
+// runtimes: <handler>: cni_conf_dir, from the host's "runtimes" section: status() reports
+// every directory (its own readiness first, for the SDK's loose parser) and attach takes the
+// request's conf_dir.
+TEST_F(PluginTableTest, HandlerConfigurationDirectories) {
+  const std::string bin = dir_ / "bin", ctl = dir_ / "ctl", conf = dir_ / "net.d",
+                    kata = dir_ / "kata.d";
+  std::filesystem::create_directories(ctl);
+  std::filesystem::create_directories(kata);
+  InstallFakePlugin(bin, ctl, "alpha");
+  WriteTextFile(kata + "/10.conflist",
+                R"({"cniVersion":"1.0.0","name":"kata-net","plugins":[{"type":"alpha"}]})");
+  ctx_.runtimes_json = R"({"default_runtime":"runc","handlers":{
+      "runc":{"plugin":"io.berth.runtime.runc","options":{}},
+      "kata":{"plugin":"io.berth.runtime.kata","options":{},"cni_conf_dir":")" + kata + R"("}}})";
+  std::string err;
+  ASSERT_EQ(Init(R"({"conf_dir":")" + conf + R"(","bin_dirs":[")" + bin + R"("]})", &err),
+            BERTH_OK)
+      << err;
+  EXPECT_THAT(ctx_.log, HasSubstr("(runtime handlers of their own: kata: " + kata + ")"));
+
+  sdk::StringSink status, serr;
+  ASSERT_EQ(table_->status(instance_, status.get(), serr.get()), BERTH_OK);
+  json s = json::parse(status.str());
+  EXPECT_EQ(s["ready"], false);  // conf_dir has nothing
+  EXPECT_THAT(s["message"].get<std::string>(), HasSubstr("no CNI network configuration in " + conf));
+  EXPECT_EQ(s["conf_dirs"][conf]["network_ready"], false);
+  EXPECT_EQ(s["conf_dirs"][kata], json::parse(R"({"network_ready":true,"reason":"","message":""})"));
+  sdk::Readiness loose = sdk::QueryStatus(
+      sdk::Iface<berth_network_v1>{"io.berth.cni", table_, instance_});
+  EXPECT_FALSE(loose.ready);
+  EXPECT_THAT(loose.message, HasSubstr("no CNI network configuration in " + conf));
+
+  WriteTextFile(dir_ / "netns", "");
+  const std::string request = R"({"sandbox_id":"sb1","netns":")" + (dir_ / "netns") +
+                              R"(","conf_dir":")" + kata + R"("})";
+  sdk::StringSink result, aerr;
+  ASSERT_EQ(table_->attach(instance_, sdk::Str(request), result.get(), aerr.get()), BERTH_OK)
+      << aerr.str();
+  EXPECT_EQ(json::parse(result.str())["network"], "kata-net");
+  sdk::StringSink derr;
+  EXPECT_EQ(table_->detach(instance_, sdk::Str(request), derr.get()), BERTH_OK) << derr.str();
+}
+
+// The core refuses a relative cni_conf_dir first; the plugin does not trust that.
+
+TEST_F(PluginTableTest, RefusesARelativeHandlerDirectory) {
+  ctx_.runtimes_json =
+      R"({"handlers":{"kata":{"plugin":"a.b","options":{},"cni_conf_dir":"kata.d"}}})";
+  std::string err;
+  EXPECT_EQ(Init(R"({"conf_dir":"/etc/cni/net.d"})", &err), BERTH_INVALID_ARGUMENT);
+  EXPECT_THAT(err, HasSubstr("config.yaml:9 (/runtimes.kata.cni_conf_dir): key "
+                             "\"runtimes.kata.cni_conf_dir\": expected an absolute path, got "
+                             "\"kata.d\""));
+}
+
 }  // namespace
 }  // namespace berth::cni

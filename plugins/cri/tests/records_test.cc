@@ -21,6 +21,9 @@ TEST(RecordsTest, SandboxRoundTripsThroughJson) {
   r.pid = 4242;
   r.infra_stopped = true;
   r.pod_ips = {"10.99.0.5"};
+  r.net_conf_dir = "/etc/cni/net.d/kata";
+  r.network = "kata-net";
+  r.snapshotter = "io.berth.snapshotter.native";
   absl::StatusOr<SandboxRecord> back = SandboxRecord::FromJson(r.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->id, r.id);
@@ -34,6 +37,9 @@ TEST(RecordsTest, SandboxRoundTripsThroughJson) {
   EXPECT_EQ(back->pid, 4242u);
   EXPECT_TRUE(back->infra_stopped);
   EXPECT_EQ(back->pod_ips, r.pod_ips);
+  EXPECT_EQ(back->net_conf_dir, r.net_conf_dir);
+  EXPECT_EQ(back->network, r.network);
+  EXPECT_EQ(back->snapshotter, r.snapshotter);
 }
 
 TEST(RecordsTest, ContainerRoundTripsThroughJson) {

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -333,6 +334,9 @@ class Unpacker {
   absl::Status ApplyRoot(archive_entry* e);
   absl::Status Whiteout(int dirfd, const std::string& name, archive_entry* e);
   absl::Status Opaque(int dirfd, const std::vector<std::string>& comps);
+  // Native form: removes what is below directory `dfd` (archive path `path`) and was not
+  // written by this layer.
+  absl::Status RemoveUnwritten(int dfd, const std::string& path);
   absl::Status HardLink(int dirfd, const std::string& name, const std::string& link,
                         archive_entry* e);
   absl::Status Regular(archive* tar, int dirfd, const std::string& name, archive_entry* e);
@@ -373,6 +377,8 @@ class Unpacker {
   std::string cached_path_;
   Fd cached_fd_;
   std::vector<DirFixup> fixups_;
+  // Native form: the archive paths this layer wrote (what an opaque directory keeps).
+  std::set<std::string> written_;
 };
 
 // Opens comps[0..n) as a directory under the root without ever following a symlink: each
@@ -565,6 +571,10 @@ absl::Status Unpacker::DoApply(archive* tar, archive_entry* e) {
     }
     return Whiteout(parent.get(), target, e);
   }
+  if (opts_.apply_whiteouts) {
+    // The entry and its parents (which it may have created without entries of their own).
+    for (size_t n = 1; n <= comps_.size(); ++n) written_.insert(JoinPath(comps_, n));
+  }
   if (hardlink) return HardLink(parent.get(), name, *hardlink, e);
   switch (type) {
     case AE_IFREG:
@@ -600,6 +610,10 @@ absl::Status Unpacker::ApplyRoot(archive_entry* e) {
 
 absl::Status Unpacker::Whiteout(int dirfd, const std::string& name, archive_entry* e) {
   RETURN_IF_ERROR(RemoveAll(dirfd, name));
+  if (opts_.apply_whiteouts) {
+    ++result_->whiteouts;
+    return absl::OkStatus();
+  }
   if (mknodat(dirfd, name.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) {
     return Errno(
         absl::StrCat("creating the overlay whiteout (0/0 character device) \"", name, "\""));
@@ -613,12 +627,52 @@ absl::Status Unpacker::Whiteout(int dirfd, const std::string& name, archive_entr
 absl::Status Unpacker::Opaque(int dirfd, const std::vector<std::string>& comps) {
   Fd dfd(openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dfd.valid()) return Errno("opening the opaque directory");
+  if (opts_.apply_whiteouts) {
+    RETURN_IF_ERROR(RemoveUnwritten(dfd.get(), JoinPath(comps, comps.size() - 1)));
+    ++result_->opaque_dirs;
+    return absl::OkStatus();
+  }
   if (fsetxattr(dfd.get(), kOpaqueXattr, "y", 1, 0) != 0) {
     return Errno(absl::StrCat("setting ", kOpaqueXattr, "=y on \"",
                               JoinPath(comps, comps.size() - 1),
                               "/\" (needs CAP_SYS_ADMIN and a filesystem with trusted xattrs)"));
   }
   ++result_->opaque_dirs;
+  return absl::OkStatus();
+}
+
+absl::Status Unpacker::RemoveUnwritten(int dfd, const std::string& path) {
+  std::vector<std::string> children;
+  {
+    int copy = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR* d = copy >= 0 ? fdopendir(copy) : nullptr;
+    if (d == nullptr) {
+      if (copy >= 0) close(copy);
+      return Errno(absl::StrCat("listing \"", path, "/\" to apply its opaque whiteout"));
+    }
+    while (dirent* de = readdir(d)) {
+      std::string_view n = de->d_name;
+      if (n != "." && n != "..") children.emplace_back(n);
+    }
+    closedir(d);
+  }
+  for (const std::string& child : children) {
+    const std::string child_path = path.empty() ? child : absl::StrCat(path, "/", child);
+    if (!written_.contains(child_path)) {
+      RETURN_IF_ERROR(RemoveAll(dfd, child));
+      continue;
+    }
+    // Written by this layer: a directory keeps only what this layer wrote below it too.
+    Fd sub(openat(dfd, child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!sub.valid()) continue;  // not a directory
+    struct stat st;
+    if (fstat(sub.get(), &st) != 0) return Errno(absl::StrCat("stat \"", child_path, "\""));
+    if (st.st_dev != root_dev_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing to clear \"", child_path, "\": another filesystem is mounted there"));
+    }
+    RETURN_IF_ERROR(RemoveUnwritten(sub.get(), child_path));
+  }
   return absl::OkStatus();
 }
 

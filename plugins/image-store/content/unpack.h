@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Applies an OCI layer (tar, tar+gzip, tar+zstd) to a directory, in overlayfs form: whiteouts
-// become 0/0 character devices, opaque directories get trusted.overlay.opaque=y. The security
+// become 0/0 character devices, opaque directories get trusted.overlay.opaque=y (or, with
+// apply_whiteouts, in native form: what they hide is removed). The security
 // model (nothing is ever written outside the target directory, symlinks are never followed)
 // is described in docs/unpack.md.
 #pragma once
@@ -30,6 +31,11 @@ struct UnpackOptions {
   // says). Needs CAP_CHOWN; turn off to unpack as an unprivileged user (everything is then
   // owned by the caller, and setuid/setgid bits are dropped).
   bool preserve_ownership = true;
+  // The native form, for a target directory that holds a full copy of the lower layers (the
+  // native snapshotter) rather than an overlay upper directory: a whiteout removes what it
+  // names, an opaque directory loses everything below it that this layer does not write. No
+  // 0/0 character devices, no trusted.overlay.* xattrs (so no CAP_SYS_ADMIN needed).
+  bool apply_whiteouts = false;
   // Receives non-fatal findings (an xattr the filesystem refused, a media type that does not
   // match the content, a socket entry skipped). May be empty.
   std::function<void(std::string_view)> warn{};
@@ -40,8 +46,8 @@ struct UnpackResult {
   int64_t bytes = 0;      // length of the uncompressed tar stream
   int64_t compressed_bytes = 0;
   int64_t entries = 0;      // tar entries applied, whiteouts included
-  int64_t whiteouts = 0;    // .wh. entries turned into 0/0 character devices
-  int64_t opaque_dirs = 0;  // .wh..wh..opq entries turned into trusted.overlay.opaque
+  int64_t whiteouts = 0;    // .wh. entries (0/0 character devices, or removals)
+  int64_t opaque_dirs = 0;  // .wh..wh..opq entries (trusted.overlay.opaque, or removals)
   int64_t skipped_xattrs = 0;
   Compression compression = Compression::kNone;
 };

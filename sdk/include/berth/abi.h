@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define BERTH_ABI_MAJOR 1
-#define BERTH_ABI_MINOR 1
+#define BERTH_ABI_MINOR 2
 
 /* Status codes: the google.rpc.Code values, so that they map 1:1 onto gRPC statuses. */
 typedef enum berth_code {

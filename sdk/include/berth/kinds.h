@@ -37,14 +37,25 @@ typedef struct berth_service_v1 {
  *   "config": <the image config object>, "manifest_digest": str}
  * A reference is a tag ("busybox", "docker.io/library/busybox:1.36"), a digest reference
  * ("name@sha256:..."), an image id ("sha256:<hex>") or an unambiguous id prefix.
+ *
+ * Snapshotters: an image store that unpacks per runtime handler (runtimes: <handler>:
+ * snapshotter) says so in status(), after the common fields:
+ *   "snapshotter": str (plugin id of its default snapshotter),
+ *   "handler_snapshotters": {"<handler>": "<plugin id>"}
+ * The CRI plugin takes both from there, so that pods and images agree.
  */
 #define BERTH_IFACE_IMAGE_STORE_V1 "berth.image_store.v1"
 typedef struct berth_image_store_v1 {
   uint32_t struct_size;
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
   /* Pulls `ref`. auth_json: {"username","password","auth","identity_token",
-   * "registry_token","server_address"} or empty. options_json: {"runtime_handler": str}
-   * or empty. progress (may be NULL) receives JSON objects {"ref", "layers_done",
+   * "registry_token","server_address"} or empty. options_json, or empty:
+   *   {"runtime_handler": str (unpack into that handler's snapshotter),
+   *    "snapshotter": str (optional; a snapshotter's name or plugin id, which wins),
+   *    "unpack_only": bool (optional; `ref` names an image of this store, whose layers are
+   *                   unpacked from the content store into the snapshotter, without a
+   *                   registry; NOT_FOUND when there is no such image)}
+   * progress (may be NULL) receives JSON objects {"ref", "layers_done",
    * "layers_total", "bytes_done", "bytes_total"} while the pull runs, on the pulling
    * thread. Writes the image id. */
   int32_t (*pull)(void* instance, berth_str ref, berth_str auth_json, berth_str options_json,
@@ -118,16 +129,25 @@ typedef struct berth_snapshotter_v1 {
  *    detach), "pod_name": str, "pod_namespace": str, "pod_uid": str,
  *    "port_mappings": [{"protocol": "tcp"|"udp"|"sctp", "container_port": int,
  *                       "host_port": int, "host_ip": str}],
- *    "annotations": {str: str} (the sandbox's), "pod_cidr": str (from UpdateRuntimeConfig)}
+ *    "annotations": {str: str} (the sandbox's), "pod_cidr": str (from UpdateRuntimeConfig),
+ *    "conf_dir": str (optional; the pod's runtime handler's cni_conf_dir: attach with the
+ *    network of that configuration directory instead of the plugin's own)}
  * Attachment results (JSON):
  *   {"ips": [str] (pod addresses without prefix length, IPv4 first), "interfaces": [...],
  *    "dns": {"nameservers": [str], "domain": str, "search": [str], "options": [str]},
- *    "network": str (the network's name)}
+ *    "network": str (the network's name), "config_file": str (optional; where it was read)}
+ * A plugin that honours "conf_dir" learns the directories from the "runtimes" section
+ * (get_section) and says so in status(): after the common fields, and without using the
+ * key "ready" again (the SDK's QueryStatus reads the first one it finds),
+ *   "conf_dirs": {"<dir>": {"network_ready": bool, "reason": str, "message": str}}
+ * for its own directory and each handler's. The CRI plugin refuses to start with a handler's
+ * cni_conf_dir that the network plugin's status does not list.
  */
 #define BERTH_IFACE_NETWORK_V1 "berth.network.v1"
 typedef struct berth_network_v1 {
   uint32_t struct_size;
-  /* ready=false with reason "NetworkPluginNotReady" when no usable network config exists. */
+  /* ready=false with reason "NetworkPluginNotReady" when no usable network config exists
+   * (its own configuration; the handlers' directories are in "conf_dirs"). */
   int32_t (*status)(void* instance, berth_sink* out, berth_sink* err);
   /* since 1.1: pod networks (docs/networking.md). */
   /* Attaches the pod to the network inside request.netns and writes the result. On failure
@@ -161,14 +181,25 @@ typedef struct berth_cgroup_driver_v1 {
   int32_t (*cgroup_path)(void* instance, berth_str cgroup_parent, berth_str id, berth_sink* out,
                          berth_sink* err);
   /* Statistics of the cgroup at `cgroups_path` (as returned by cgroup_path), JSON:
-   * {"timestamp_ns","cpu":{"usage_ns","user_ns","system_ns"},"memory":{"usage_bytes",
+   * {"timestamp_ns","cpu":{"usage_ns","user_ns","system_ns","psi"},"memory":{"usage_bytes",
    * "working_set_bytes","rss_bytes","page_faults","major_page_faults","limit_bytes",
-   * "oom_kills"},"pids":{"current","limit"}}; absent figures are left out. NOT_FOUND when
-   * the cgroup does not exist. */
+   * "oom_kills","psi"},"io":{"psi"},"pids":{"current","limit"}}, each "psi" (pressure stall
+   * information, where the kernel has it) {"some":{"total_ns","avg10","avg60","avg300"},
+   * "full":{...}} with averages in percent; absent figures (and groups left empty) are left
+   * out. NOT_FOUND when the cgroup does not exist. */
   int32_t (*stats)(void* instance, berth_str cgroups_path, berth_sink* out, berth_sink* err);
   /* Removes the cgroup (in every hierarchy) when it exists and holds no process; OK when it
    * does not exist; FAILED_PRECONDITION naming a pid when processes remain. */
   int32_t (*remove)(void* instance, berth_str cgroups_path, berth_sink* err);
+  /* since 1.2: Moves running process `pid` (of berthd's PID namespace) into the cgroup at
+   * `cgroups_path` (as returned by cgroup_path), creating that cgroup: a pod's shim, so that
+   * it is accounted to the pod and is not in berthd's own cgroup. cgroupfs: a directory in
+   * every hierarchy; systemd: a transient scope with Delegate=yes in the path's slice. A
+   * cgroup or scope that exists already (left by a crash) is joined, not duplicated.
+   * INVALID_ARGUMENT for a path not in the driver's form, NOT_FOUND when the process is
+   * gone, otherwise the kernel's or systemd's reason naming the cgroup or unit. Removed with
+   * remove() once the process has exited. */
+  int32_t (*enter)(void* instance, berth_str cgroups_path, int64_t pid, berth_sink* err);
 } berth_cgroup_driver_v1;
 
 /* ---- runtime: an OCI runtime handler (RuntimeClass handler) ---- */

@@ -521,6 +521,8 @@ const berth_network_v1* NetworkTable() {
 //    Result<std::string> CgroupPath(std::string_view parent, std::string_view id);
 //    Result<std::string> Stats(std::string_view cgroups_path);
 //    Status Remove(std::string_view cgroups_path);
+//    optional (since 1.2): Status Enter(std::string_view cgroups_path, int64_t pid); without
+//    it `enter` answers UNIMPLEMENTED.
 template <typename T>
 const berth_cgroup_driver_v1* CgroupDriverTable() {
   static const berth_cgroup_driver_v1 table = {
@@ -544,6 +546,18 @@ const berth_cgroup_driver_v1* CgroupDriverTable() {
       },
       [](void* inst, berth_str path, berth_sink* err) {
         return Guard(err, [&] { return static_cast<T*>(inst)->Remove(View(path)); });
+      },
+      [](void* inst, berth_str path, int64_t pid, berth_sink* err) {
+        return Guard(err, [&] {
+          if constexpr (requires(T* t) { t->Enter(std::string_view(), int64_t{0}); }) {
+            return static_cast<T*>(inst)->Enter(View(path), pid);
+          } else {
+            (void)inst;
+            (void)path;
+            (void)pid;
+            return Status(BERTH_UNIMPLEMENTED, "this cgroup driver cannot move processes");
+          }
+        });
       }};
   return &table;
 }

@@ -596,6 +596,80 @@ TEST_F(UnpackTest, OpaqueBeforeItsDirectoryKeepsThisLayersContent) {
   EXPECT_EQ(Lstat(target_ / "d").st_mode & 07777, 0711u);
 }
 
+// ---- Native form (apply_whiteouts): the target holds a full copy of the lower layers --------
+
+TEST_F(UnpackTest, NativeWhiteoutRemovesWhatItNames) {
+  fs::create_directories(target_ / "var/gone/sub");
+  WriteFile(target_ / "var/gone/sub/file", "x");
+  WriteFile(target_ / "var/kept", "k");
+  UnpackOptions opts;
+  opts.apply_whiteouts = true;
+  auto r = Unpack(Layer().Dir("var").File("var/.wh.gone", "").File("var/.wh.absent", "").Tar(),
+                  opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(target_ / "var/gone")));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(target_ / "var/absent")));
+  EXPECT_EQ(ReadFile(target_ / "var/kept"), "k");
+  EXPECT_EQ(r->whiteouts, 2);
+}
+
+TEST_F(UnpackTest, NativeWhiteoutOfASymlinkRemovesOnlyTheLink) {
+  fs::create_symlink(outside_, target_ / "link");
+  UnpackOptions opts;
+  opts.apply_whiteouts = true;
+  auto r = Unpack(Layer().File(".wh.link", "").Tar(), opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(target_ / "link")));
+  EXPECT_EQ(ReadFile(outside_ / "victim"), "original");
+}
+
+TEST_F(UnpackTest, NativeOpaqueKeepsOnlyThisLayersContentWhereverTheMarkerIs) {
+  // The lower layers' content of d and of d/sub (which this layer writes into, without an
+  // entry of its own) goes; what this layer writes stays, before or after the marker.
+  for (const char* d : {"d", "e"}) {
+    fs::create_directories(target_ / d / "sub");
+    WriteFile(target_ / d / "old", "old");
+    WriteFile(target_ / d / "sub/old", "old");
+    WriteFile(target_ / d / "mine", "lower");
+  }
+  fs::create_directories(target_ / "other");
+  WriteFile(target_ / "other/old", "untouched");
+  UnpackOptions opts;
+  opts.apply_whiteouts = true;
+  auto r = Unpack(Layer()
+                      .File("d/mine", "mine")
+                      .File("d/sub/new", "new")
+                      .File("d/.wh..wh..opq", "")
+                      .File("e/.wh..wh..opq", "")
+                      .Dir("e", 0711)
+                      .File("e/mine", "mine")
+                      .Tar(),
+                  opts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->opaque_dirs, 2);
+  EXPECT_EQ(ReadFile(target_ / "d/mine"), "mine");
+  EXPECT_EQ(ReadFile(target_ / "d/sub/new"), "new");
+  EXPECT_FALSE(fs::exists(target_ / "d/old"));
+  EXPECT_FALSE(fs::exists(target_ / "d/sub/old"));
+  EXPECT_EQ(ReadFile(target_ / "e/mine"), "mine");
+  EXPECT_FALSE(fs::exists(target_ / "e/old"));
+  EXPECT_FALSE(fs::exists(target_ / "e/sub"));
+  EXPECT_EQ(Lstat(target_ / "e").st_mode & 07777, 0711u);
+  EXPECT_EQ(ReadFile(target_ / "other/old"), "untouched");
+  // No overlay metadata in the native form.
+  char buf[8];
+  EXPECT_LT(lgetxattr((target_ / "d").c_str(), "trusted.overlay.opaque", buf, sizeof(buf)), 0);
+}
+
+TEST_F(UnpackTest, NativeOpaqueThroughSymlinkIsRefused) {
+  fs::create_symlink(outside_, target_ / "link");
+  UnpackOptions opts;
+  opts.apply_whiteouts = true;
+  auto r = Unpack(Layer().File("link/.wh..wh..opq", "").Tar(), opts);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_EQ(ReadFile(outside_ / "victim"), "original");
+}
+
 TEST_F(UnpackTest, BadWhiteoutsAreRefused) {
   auto r = Unpack(Layer().File("dir/.wh.", "").Tar());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
