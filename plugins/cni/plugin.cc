@@ -116,7 +116,7 @@ class CniPlugin {
   }
 
   const void* GetInterface(std::string_view iface) {
-    if (iface == BERTH_IFACE_NETWORK_V1) return Table();
+    if (iface == BERTH_IFACE_NETWORK_V1) return sdk::NetworkTable<CniPlugin>();
     return nullptr;
   }
 
@@ -151,21 +151,6 @@ class CniPlugin {
 
  private:
   explicit CniPlugin(std::unique_ptr<Network> network) : network_(std::move(network)) {}
-
-  // The SDK's table, with a status() that reports every configuration directory.
-  static const berth_network_v1* Table() {
-    static const berth_network_v1 table = [] {
-      berth_network_v1 t = *sdk::NetworkTable<CniPlugin>();
-      t.status = [](void* inst, berth_sink* out, berth_sink* err) {
-        return sdk::Guard(err, [&] {
-          sdk::Write(out, static_cast<CniPlugin*>(inst)->StatusJson());
-          return sdk::Status::Ok();
-        });
-      };
-      return t;
-    }();
-    return &table;
-  }
 
   std::unique_ptr<Network> network_;
 };

@@ -182,18 +182,8 @@ sdk::Status ImageStore::Create(sdk::Host host, std::unique_ptr<ImageStore>* out)
 }
 
 const void* ImageStore::GetInterface(std::string_view iface) {
-  // The SDK's table, with a status() that names the snapshotters.
-  static const berth_image_store_v1 table = [] {
-    berth_image_store_v1 t = *sdk::ImageStoreTable<ImageStore>();
-    t.status = [](void* inst, berth_sink* out, berth_sink* err) {
-      return sdk::Guard(err, [&] {
-        sdk::Write(out, static_cast<ImageStore*>(inst)->StatusJson());
-        return sdk::Status::Ok();
-      });
-    };
-    return t;
-  }();
-  if (iface == BERTH_IFACE_IMAGE_STORE_V1) return &table;
+  // StatusJson() names the snapshotters (the SDK's table calls it).
+  if (iface == BERTH_IFACE_IMAGE_STORE_V1) return sdk::ImageStoreTable<ImageStore>();
   return nullptr;
 }
 

@@ -336,10 +336,17 @@ Readiness QueryStatus(const Iface<Table>& iface) {
 // A plugin class T provides, for each kind it implements, the members named below; the
 // tables are static, one per T, and forward to them with exceptions caught.
 
+// status() of every table: T::Status().ToJson(), or T::StatusJson() when T has it (a plugin
+// whose status carries more than the common fields, which must come first:
+// {"ready","reason","message",...} — QueryStatus reads only those).
 template <typename T>
 int32_t StatusThunk(void* inst, berth_sink* out, berth_sink* err) {
   return Guard(err, [&] {
-    Write(out, static_cast<T*>(inst)->Status().ToJson());
+    if constexpr (requires(T* t) { std::string(t->StatusJson()); }) {
+      Write(out, static_cast<T*>(inst)->StatusJson());
+    } else {
+      Write(out, static_cast<T*>(inst)->Status().ToJson());
+    }
     return Status::Ok();
   });
 }
