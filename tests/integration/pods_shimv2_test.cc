@@ -337,6 +337,52 @@ TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) 
   ExpectBackTo(before);
 }
 
+// UpdateContainerResources goes to the container's shim (Task/Update): for Kata the limits
+// belong to the VM's guest, which only the shim can reach. containerd's shim applies them with
+// `runc update`; berthd itself writes no cgroup file here, so the new limits in the container's
+// cgroup came through the shim.
+TEST_F(PodShimV2Test, ResourceUpdatesGoThroughTheShim) {
+  v1::PodSandboxConfig pod;
+  const std::string pod_id = RunPod(&pod, "resize");
+  ASSERT_FALSE(pod_id.empty());
+  const std::string id = Run(pod_id, pod, h_->NewContainer(pod, "main", {"sleep", "1000"}));
+  ASSERT_FALSE(id.empty());
+  v1::UpdateContainerResourcesRequest req;
+  req.set_container_id(id);
+  req.mutable_linux()->set_cpu_shares(384);
+  req.mutable_linux()->set_memory_limit_in_bytes(192 << 20);
+  v1::UpdateContainerResourcesResponse resp;
+  ASSERT_OK(h_->rt().UpdateContainerResources(CriContext().get(), req, &resp));
+  const std::string cg = h_->cgroup_parent().substr(1) + "/" + id;
+  if (fs::exists("/sys/fs/cgroup/memory")) {  // cgroup v1
+    EXPECT_EQ(ReadFile("/sys/fs/cgroup/memory/" + cg + "/memory.limit_in_bytes"),
+              std::to_string(192 << 20) + "\n");
+    EXPECT_EQ(ReadFile("/sys/fs/cgroup/cpu/" + cg + "/cpu.shares"), "384\n");
+  } else {
+    EXPECT_EQ(ReadFile("/sys/fs/cgroup/" + cg + "/memory.max"), std::to_string(192 << 20) + "\n");
+  }
+  v1::ContainerStatus st;
+  ASSERT_OK(h_->ContainerStatus(id, &st));
+  EXPECT_EQ(st.resources().linux().memory_limit_in_bytes(), 192 << 20);
+
+  // What the shim refuses reaches the caller, and the recorded resources stay as they were.
+  req.mutable_linux()->set_memory_limit_in_bytes(64 << 20);
+  req.mutable_linux()->set_cpuset_cpus("63");  // well formed, but no such CPU here
+  grpc::Status refused = h_->rt().UpdateContainerResources(CriContext().get(), req, &resp);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_THAT(refused.error_message(), HasSubstr("UpdateContainerResources " + id));
+  ASSERT_OK(h_->ContainerStatus(id, &st));
+  EXPECT_EQ(st.resources().linux().memory_limit_in_bytes(), 192 << 20);
+
+  ASSERT_OK(h_->StopContainer(id, 1));
+  // A stopped container has nothing to update.
+  EXPECT_EQ(h_->rt().UpdateContainerResources(CriContext().get(), req, &resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_OK(h_->RemoveContainer(id));
+  ASSERT_OK(h_->StopPod(pod_id));
+  ASSERT_OK(h_->RemovePod(pod_id));
+}
+
 // A container of a shim v2 handler gets its CPU and memory figures from its shim
 // (Task/Stats), as a Kata container must: its processes are in a VM and the host holds no
 // cgroup of theirs. containerd's shim reads the very cgroup berthd's driver would read, so the

@@ -60,28 +60,31 @@ class PluginHarness {
   // The directory the harness works in (store, root and state dirs).
   const std::filesystem::path& path() const { return base_; }
   std::string File(const std::string& name) const { return (base_ / name).string(); }
-  std::string state_dir() const { return File(std::string("state/") + kPluginId); }
+  std::string state_dir() const { return File("state/" + plugin_id_); }
 
   // Writes a record of the plugin's bucket straight into the store (for restore tests).
   absl::Status PutRecord(const std::string& key, const std::string& value) {
     if (absl::Status s = OpenStore(); !s.ok()) return s;
     auto txn = store_->Begin(true);
     if (!txn.ok()) return txn.status();
-    if (absl::Status s = (*txn)->Put(std::string(kPluginId) + "/runtime-runc", key, value);
+    if (absl::Status s = (*txn)->Put(plugin_id_ + "/runtime-runc", key, value);
         !s.ok()) {
       return s;
     }
     return (*txn)->Commit();
   }
 
-  // Loads and initialises the plugin (again, after Stop()).
-  absl::Status Start() {
+  // Loads and initialises the plugin (again, after Stop()): the runc plugin, or another
+  // built on its runtime (the shim v2 kind: io.berth.runtime.kata).
+  absl::Status Start(const std::string& file = BERTH_RUNC_PLUGIN,
+                     const std::string& id = kPluginId) {
     if (registry_) return absl::FailedPreconditionError("already started");
+    plugin_id_ = id;
     if (absl::Status s = OpenStore(); !s.ok()) return s;
     registry_ = std::make_unique<core::Registry>();
     services_.registry = registry_.get();
-    if (absl::Status s = registry_->LoadFile(BERTH_RUNC_PLUGIN); !s.ok()) return s;
-    auto order = registry_->Resolve({kPluginId}, [](std::string_view) { return "test"; });
+    if (absl::Status s = registry_->LoadFile(file); !s.ok()) return s;
+    auto order = registry_->Resolve({plugin_id_}, [](std::string_view) { return "test"; });
     if (!order.ok()) return order.status();
     absl::Status s = registry_->Start(
         *order, [this](core::Plugin* p) { return core::MakeHostContext(p, &services_); },
@@ -90,7 +93,7 @@ class PluginHarness {
       registry_.reset();
       return s;
     }
-    core::Plugin* p = registry_->Find(kPluginId);
+    core::Plugin* p = registry_->Find(plugin_id_);
     table_ = static_cast<const berth_runtime_v1*>(p->Interface(BERTH_IFACE_RUNTIME_V1));
     instance_ = p->instance;
     if (table_ == nullptr) return absl::InternalError("no berth.runtime.v1 table");
@@ -200,6 +203,7 @@ class PluginHarness {
 
   std::optional<berth::testing::TempDir> temp_;  // when the harness made its directory
   std::filesystem::path base_;
+  std::string plugin_id_ = kPluginId;
   std::unique_ptr<core::Store> store_;
   core::EventBus events_;
   core::HostServices services_;

@@ -308,6 +308,44 @@ TEST_F(RuncPluginTest, CreateWithUnknownHandlerIsNotFoundNamingIt) {
   EXPECT_THAT(Msg(r.status()), HasSubstr("runc"));  // the declared ones
 }
 
+#ifdef BERTH_KATA_PLUGIN
+// Kata builds the pod's VM from the sandbox task, so a handler of the shim v2 kind starts the
+// pod's shim only for the task whose id is the sandbox's: a container first is refused before
+// anything starts, naming the handler and the pod, and nothing is recorded.
+TEST(ShimV2KindTest, TheSandboxTaskComesFirstAndStartsTheShim) {
+  PluginHarness h;
+  absl::Status started = h.Start(BERTH_KATA_PLUGIN, "io.berth.runtime.kata");
+  ASSERT_TRUE(started.ok()) << started;
+  const std::string marker = h.File("shim-started");
+  const std::string shim = h.File("fake-shim");
+  berth::testing::WriteFile(shim, "#!/bin/sh\necho \"$@\" >> " + marker +
+                                      "\necho 'no hypervisor here' >&2\nexit 1\n");
+  ::chmod(shim.c_str(), 0755);
+  absl::Status added = h.AddHandler("kata-test", {{"shim", shim}});
+  ASSERT_TRUE(added.ok()) << added;
+  const std::string bundle = h.File("bundle");
+  fs::create_directories(bundle);
+  task::CreateTaskRequest req;
+  req.set_id("c1");
+  req.set_bundle(bundle);
+
+  auto early = h.CallRaw("kata-test", "pod1", kTask, "Create", req.SerializeAsString());
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Msg(early.status()), HasSubstr("runtime handler \"kata-test\""));
+  EXPECT_THAT(Msg(early.status()), HasSubstr("sandbox task of pod pod1"));
+  EXPECT_FALSE(fs::exists(marker)) << "a shim was started for a container before its sandbox";
+  EXPECT_EQ((*h.Control("tasks", nlohmann::json::object()))["tasks"].size(), 0u);
+
+  // The sandbox's own task starts the shim (here one that fails, with its reason surfaced).
+  req.set_id("pod1");
+  auto sandbox = h.CallRaw("kata-test", "pod1", kTask, "Create", req.SerializeAsString());
+  EXPECT_FALSE(sandbox.ok());
+  EXPECT_THAT(Msg(sandbox.status()), HasSubstr("no hypervisor here"));
+  EXPECT_THAT(berth::testing::ReadFile(marker), HasSubstr("start"));
+  EXPECT_EQ((*h.Control("tasks", nlohmann::json::object()))["tasks"].size(), 0u);
+}
+#endif
+
 TEST_F(RuncPluginTest, MalformedCreateIsInvalidArgument) {
   ASSERT_TRUE(h_.AddHandler("runc", {{"binary", "/bin/true"}, {"shim", "/bin/true"}}).ok());
   auto junk = h_.CallRaw("runc", "pod1", kTask, "Create", std::string("\xff\xff\xff", 3));
