@@ -184,7 +184,11 @@ grpc::Status ImageServiceImpl::ImageFsInfo(grpc::ServerContext*,
     u->mutable_used_bytes()->set_value(f.value("used_bytes", uint64_t{0}));
     u->mutable_inodes_used()->set_value(f.value("inodes_used", uint64_t{0}));
   };
-  if (j.contains("image_fs")) fill(j["image_fs"], resp->add_image_filesystems());
+  if (j.contains("image_filesystems") && j["image_filesystems"].is_array()) {
+    for (const auto& f : j["image_filesystems"]) fill(f, resp->add_image_filesystems());
+  } else if (j.contains("image_fs")) {
+    fill(j["image_fs"], resp->add_image_filesystems());
+  }
   if (j.contains("container_fs")) fill(j["container_fs"], resp->add_container_filesystems());
   return grpc::Status::OK;
 }

@@ -815,22 +815,45 @@ void ImageStore::CollectGarbage(bool only_if_idle) {
   }
 }
 
+// Every running snapshotter's usage (a runtime handler may unpack into its own), one entry
+// per filesystem: those on the default's filesystem are added to its entry, with the content
+// store, so the kubelet's image GC — which reads the first entry — sees all of it.
 sdk::Result<std::string> ImageStore::FsInfo() {
-  sdk::StringSink usage, err;
-  int32_t code = snapshotter_.table->fs_usage(snapshotter_.instance, usage.get(), err.get());
-  if (code != BERTH_OK) return sdk::Status(code, "snapshotter usage: " + err.str());
-  nlohmann::json u = nlohmann::json::parse(usage.str(), nullptr, false);
-  if (!u.is_object()) return sdk::Internal("snapshotter returned unreadable usage");
-  uint64_t bytes = u.value("used_bytes", uint64_t{0}), inodes = u.value("inodes_used", uint64_t{0});
+  std::vector<nlohmann::json> filesystems;
+  for (const Snapshotter& t : snapshotters_) {
+    sdk::StringSink usage, err;
+    int32_t code = t.table->fs_usage(t.instance, usage.get(), err.get());
+    if (code != BERTH_OK) {
+      return sdk::Status(code, absl::StrCat("snapshotter ", t.plugin_id, " usage: ", err.str()));
+    }
+    nlohmann::json u = nlohmann::json::parse(usage.str(), nullptr, false);
+    if (!u.is_object()) {
+      return sdk::Internal(absl::StrCat("snapshotter ", t.plugin_id, " returned unreadable usage"));
+    }
+    const std::string mountpoint = u.value("mountpoint", host_.RootDir());
+    auto same = std::find_if(filesystems.begin(), filesystems.end(), [&](const nlohmann::json& f) {
+      return f["mountpoint"] == mountpoint;
+    });
+    if (same == filesystems.end()) {
+      filesystems.push_back({{"mountpoint", mountpoint}, {"used_bytes", 0}, {"inodes_used", 0}});
+      same = filesystems.end() - 1;
+    }
+    (*same)["used_bytes"] = (*same)["used_bytes"].get<uint64_t>() +
+                            u.value("used_bytes", uint64_t{0});
+    (*same)["inodes_used"] = (*same)["inodes_used"].get<uint64_t>() +
+                             u.value("inodes_used", uint64_t{0});
+  }
+  if (filesystems.empty()) return sdk::Internal("no snapshotter");
+  uint64_t bytes = 0, inodes = 0;
   absl::Status walked = content_->Walk([&](const std::string&, int64_t size) {
     bytes += static_cast<uint64_t>(size);
     ++inodes;
   });
   if (!walked.ok()) return ToSdk(walked);
-  nlohmann::json fs = {{"mountpoint", u.value("mountpoint", host_.RootDir())},
-                       {"used_bytes", bytes},
-                       {"inodes_used", inodes}};
-  return nlohmann::json({{"image_fs", fs}}).dump();
+  nlohmann::json& first = filesystems.front();
+  first["used_bytes"] = first["used_bytes"].get<uint64_t>() + bytes;
+  first["inodes_used"] = first["inodes_used"].get<uint64_t>() + inodes;
+  return nlohmann::json({{"image_fs", first}, {"image_filesystems", filesystems}}).dump();
 }
 
 }  // namespace berth::image

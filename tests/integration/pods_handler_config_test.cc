@@ -256,6 +256,8 @@ TEST_F(PodHandlerConfigTest, PullingForAHandlerUnpacksIntoItsSnapshotter) {
   // runc-b (PullImage carries the RuntimeClass handler): now it is in the native snapshotter
   // too, without a second download.
   EXPECT_EQ(NativeSnapshots(), 0u);
+  v1::ImageFsInfoResponse fs_before, fs_after;
+  ASSERT_OK(h_->img().ImageFsInfo(CriContext().get(), {}, &fs_before));
   v1::PullImageRequest req;
   req.mutable_image()->set_image(h_->images().busybox);
   req.mutable_image()->set_runtime_handler(kHandlerB);
@@ -263,6 +265,17 @@ TEST_F(PodHandlerConfigTest, PullingForAHandlerUnpacksIntoItsSnapshotter) {
   ASSERT_OK(h_->img().PullImage(CriContext(seconds(60)).get(), req, &resp));
   EXPECT_EQ(resp.image_ref(), h_->busybox_ref());
   EXPECT_EQ(NativeSnapshots(), 1u);
+  // ImageFsInfo counts the copy: both snapshotters are on one filesystem, so one entry (the one
+  // the kubelet's image GC reads) that grew by at least busybox's binary.
+  ASSERT_OK(h_->img().ImageFsInfo(CriContext().get(), {}, &fs_after));
+  ASSERT_EQ(fs_before.image_filesystems_size(), 1);
+  ASSERT_EQ(fs_after.image_filesystems_size(), 1);
+  EXPECT_EQ(fs_after.image_filesystems(0).fs_id().mountpoint(),
+            fs_before.image_filesystems(0).fs_id().mountpoint());
+  EXPECT_GE(fs_after.image_filesystems(0).used_bytes().value(),
+            fs_before.image_filesystems(0).used_bytes().value() + fs::file_size("/bin/busybox"));
+  EXPECT_GT(fs_after.image_filesystems(0).inodes_used().value(),
+            fs_before.image_filesystems(0).inodes_used().value());
   EXPECT_THAT(h_->LogTail(20), HasSubstr("unpacked into io.berth.snapshotter.native"));
   // A runc-b pod's container uses that copy; a default pod's the overlay layers.
   v1::PodSandboxConfig pod = h_->NewPod("b", Network::kHost);

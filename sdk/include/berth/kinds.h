@@ -68,7 +68,8 @@ typedef struct berth_image_store_v1 {
   /* Removes the image `ref` names (a tag removes only that tag while others remain); its
    * blobs and snapshots are collected when nothing uses them. NOT_FOUND when absent. */
   int32_t (*remove)(void* instance, berth_str ref, berth_sink* err);
-  /* {"image_fs": {"mountpoint", "used_bytes", "inodes_used"}} for CRI ImageFsInfo. */
+  /* {"image_fs": {"mountpoint", "used_bytes", "inodes_used"}} for CRI ImageFsInfo; optionally
+   * "image_filesystems": [ same objects, one per filesystem, image_fs first ]. */
   int32_t (*fs_info)(void* instance, berth_sink* info, berth_sink* err);
 } berth_image_store_v1;
 
