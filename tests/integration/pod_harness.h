@@ -36,6 +36,7 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "plugins/common/mountinfo.h"
 #include "tests/integration/registry_harness.h"
+#include "tests/support/containerd_run_dir.h"
 
 namespace berth::testing {
 
@@ -823,6 +824,8 @@ class PodHarness {
   const std::string& busybox_ref() const { return busybox_ref_; }
 
  private:
+  // Held while berthd may run containerd-shim-runc-v2 (the shimv2-test handler).
+  ContainerdRunDir run_dir_;
   PodImages images_;
   fs::path root_;
   std::string cgroup_parent_;

@@ -249,7 +249,6 @@ fi
 
 # ---- 6. run shim-client against containerd-shim-runc-v2 ----------------------------------
 RUNC_SHIM=/usr/bin/containerd-shim-runc-v2
-SC_NS=shim-client  # the namespace shim-client passes to the shim
 
 # make_bundle DIR: an OCI bundle the shim accepts for start/Connect/Shutdown/delete.
 make_bundle() {
@@ -292,10 +291,10 @@ done
 if [[ ! -x $RUNC_SHIM ]]; then
   echo "SKIP: $RUNC_SHIM is not installed; shim-client not run against a real shim"
 else
-  RUN_DIRS_BEFORE=""
-  for d in /run/containerd /run/containerd/s /run/containerd/runc "/run/containerd/runc/$SC_NS"; do
-    [[ -e $d ]] && RUN_DIRS_BEFORE+=" $d"
-  done
+  # /run/containerd is shared with the other tests that start shims (ctest -j): hold the lock
+  # of tests/support/containerd_run_dir.h shared while ours run.
+  exec 9>>/tmp/berth-containerd-run.lock
+  flock -s 9
   n=0
   for bin in "$SC_CMAKE" "$SC_PC"; do
     [[ -n $bin ]] || continue
@@ -336,11 +335,12 @@ else
       rm -f "$sock"
     fi
   done
-  # What the shims created under /run/containerd, when it was not there before (empty
-  # directories only: a containerd or another test may be using them).
-  for d in "/run/containerd/runc/$SC_NS" /run/containerd/runc /run/containerd/s /run/containerd; do
-    [[ " $RUN_DIRS_BEFORE " == *" $d "* ]] || rmdir "$d" 2>/dev/null || true
-  done
+  # The last user removes the empty directories the shims leave (never a file: a containerd
+  # may be using them); while another test holds the lock, they stay.
+  if flock -x -n 9; then
+    find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
+  fi
+  exec 9>&-
 fi
 
 # ---- 7. configuration ----------------------------------------------------------------------

@@ -22,6 +22,7 @@
 #include "shim/runc/options.pb.h"
 #include "shim/task/v2/shim.pb.h"
 #include "tests/support/bundle.h"
+#include "tests/support/containerd_run_dir.h"
 
 namespace berth::runc {
 namespace {
@@ -74,13 +75,11 @@ bool RuncKnows(const std::string& runtime, const std::string& root, const std::s
 
 // Everything a test started, undone even when it fails: shims (only those whose command
 // line names one of our containers), runc containers in the private root, and
-// /run/containerd when the test made it.
+// /run/containerd's empty directories when no other test uses them (containerd_run_dir.h).
 class Cleanup {
  public:
   Cleanup(std::string runtime, std::string runc_root)
-      : runtime_(std::move(runtime)), runc_root_(std::move(runc_root)) {
-    had_containerd_dir_ = fs::exists("/run/containerd");
-  }
+      : runtime_(std::move(runtime)), runc_root_(std::move(runc_root)) {}
   ~Cleanup() {
     for (pid_t pid : shim_pids_) {
       if (Alive(pid) && OwnsShim(pid)) {
@@ -104,8 +103,6 @@ class Cleanup {
         WaitGone(pid, absl::Seconds(5));
       }
     }
-    std::error_code ec;
-    if (!had_containerd_dir_) fs::remove_all("/run/containerd", ec);
   }
   void AddContainer(const std::string& id) { ids_.push_back(id); }
   void AddTaskPid(pid_t pid, const std::string& id) {
@@ -128,10 +125,10 @@ class Cleanup {
   void SetShimStateDir(std::string dir) { shim_state_dir_ = std::move(dir); }
 
  private:
+  berth::testing::ContainerdRunDir run_dir_;  // released after the destructor's body
   std::string runtime_;
   std::string runc_root_;
   std::string shim_state_dir_;
-  bool had_containerd_dir_ = false;
   std::vector<std::string> ids_;
   std::set<pid_t> shim_pids_;
   std::vector<std::pair<pid_t, std::string>> task_pids_;

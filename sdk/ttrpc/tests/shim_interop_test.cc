@@ -34,6 +34,7 @@
 #include "shim/runc/options.pb.h"
 #include "shim/task/v2/shim.pb.h"
 #include "tests/support/bundle.h"
+#include "tests/support/containerd_run_dir.h"
 
 extern char** environ;
 
@@ -99,16 +100,9 @@ TEST(ShimInteropTest, ConnectAndShutdownRuncV2Shim) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root: the shim creates /run/containerd/s";
   if (::access(kShim, X_OK) != 0) GTEST_SKIP() << kShim << " not installed";
 
-  // The shim creates /run/containerd/{s,runc/<namespace>}: remove them afterwards unless a
-  // containerd was already using that directory.
-  const bool had_containerd_dir = std::filesystem::exists("/run/containerd");
-  struct RunDirCleanup {
-    bool keep;
-    ~RunDirCleanup() {
-      std::error_code ec;
-      if (!keep) std::filesystem::remove_all("/run/containerd", ec);
-    }
-  } run_dir_cleanup{had_containerd_dir};
+  // The shim creates /run/containerd/{s,runc/<namespace>}: their empty directories go when no
+  // other test uses them (containerd_run_dir.h).
+  berth::testing::ContainerdRunDir run_dir;
   char tmpl[] = "/tmp/berth-shim-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
   const std::string root = tmpl;
@@ -210,12 +204,12 @@ namespace task = ::containerd::task::v2;
 
 // Undoes what the container test started, even when it fails: the shim (only the pid the
 // shim reported, and only while its command line names our container), the container in
-// the private runc root, /run/containerd when the test made it.
+// the private runc root, /run/containerd's empty directories when no other test uses them.
 struct ContainerCleanup {
   std::string id;
   std::string runc_root;
-  bool had_containerd_dir = std::filesystem::exists("/run/containerd");
   pid_t shim_pid = 0;
+  berth::testing::ContainerdRunDir run_dir;  // released after the body below
   ~ContainerCleanup() {
     if (shim_pid > 1 && ProcessAlive(shim_pid) && IsOurShim(shim_pid, id)) {
       ::kill(shim_pid, SIGKILL);
@@ -230,8 +224,6 @@ struct ContainerCleanup {
       int rc = std::system(cmd.c_str());
       (void)rc;
     }
-    std::error_code ec;
-    if (!had_containerd_dir) std::filesystem::remove_all("/run/containerd", ec);
   }
 };
 
@@ -246,7 +238,9 @@ TEST(ShimInteropTest, SdkClientRunsBusyboxContainerThroughRuncV2Shim) {
   ASSERT_FALSE(work.path().empty());
   // containerd-shim-runc-v2's `delete` finds the container by the bundle's directory name.
   const std::string id = bundle.path().filename().string();
-  ContainerCleanup cleanup{id, work.File("runc-root")};
+  ContainerCleanup cleanup;
+  cleanup.id = id;
+  cleanup.runc_root = work.File("runc-root");
 
   std::vector<std::string> log_lines;
   std::mutex log_mu;
