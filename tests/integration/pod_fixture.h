@@ -94,6 +94,20 @@ class PodFixture : public Base {
     EXPECT_TRUE(after == before) << "left on the node:\n" << FootprintDiff(before, after);
   }
 
+  // The memory limit and CPU shares in the cgroup files of container `id` (cgroupfs driver,
+  // the harness's parent): v1 memory and cpu hierarchies, or v2 memory.max.
+  void ExpectContainerCgroupLimits(const std::string& id, int64_t memory, int64_t shares) {
+    const std::string cg = h_->cgroup_parent().substr(1) + "/" + id;
+    if (fs::exists("/sys/fs/cgroup/memory")) {
+      EXPECT_EQ(ReadFile("/sys/fs/cgroup/memory/" + cg + "/memory.limit_in_bytes"),
+                std::to_string(memory) + "\n");
+      EXPECT_EQ(ReadFile("/sys/fs/cgroup/cpu/" + cg + "/cpu.shares"),
+                std::to_string(shares) + "\n");
+    } else {
+      EXPECT_EQ(ReadFile("/sys/fs/cgroup/" + cg + "/memory.max"), std::to_string(memory) + "\n");
+    }
+  }
+
   static inline ImageRegistry* registry_ = nullptr;
   static inline std::string* registry_error_ = nullptr;
   std::unique_ptr<PodHarness> h_;

@@ -1213,14 +1213,7 @@ TEST_F(PodsTest, UpdateContainerResourcesChangesTheRunningContainersCgroup) {
   req.mutable_linux()->set_memory_limit_in_bytes(256 << 20);
   v1::UpdateContainerResourcesResponse resp;
   ASSERT_OK(h_->rt().UpdateContainerResources(CriContext().get(), req, &resp));
-  const std::string cg = h_->cgroup_parent().substr(1) + "/" + id;
-  if (fs::exists("/sys/fs/cgroup/memory")) {  // cgroup v1
-    EXPECT_EQ(ReadFile("/sys/fs/cgroup/memory/" + cg + "/memory.limit_in_bytes"),
-              std::to_string(256 << 20) + "\n");
-    EXPECT_EQ(ReadFile("/sys/fs/cgroup/cpu/" + cg + "/cpu.shares"), "512\n");
-  } else {
-    EXPECT_EQ(ReadFile("/sys/fs/cgroup/" + cg + "/memory.max"), std::to_string(256 << 20) + "\n");
-  }
+  ExpectContainerCgroupLimits(id, 256 << 20, 512);
   v1::ContainerStatus st;
   ASSERT_OK(h_->ContainerStatus(id, &st));
   EXPECT_EQ(st.resources().linux().memory_limit_in_bytes(), 256 << 20);
