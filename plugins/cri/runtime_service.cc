@@ -2155,9 +2155,13 @@ std::optional<json> RuntimeServiceImpl::CgroupStats(const std::string& cgroups_p
 // container's processes are in a VM and the host holds no cgroup of theirs. berth-shim runs
 // runc on the host, where the cgroup driver reads the same figures without a round trip.
 std::optional<json> RuntimeServiceImpl::ContainerStatsJson(const ContainerRecord& rec,
-                                                           const std::string& handler) {
+                                                           const std::string& handler,
+                                                           StatsRound* round) {
   absl::StatusOr<bool> berth_shim = UsesBerthShim(handler);
-  if (berth_shim.ok() && !*berth_shim) {
+  if (berth_shim.ok() && !*berth_shim && round->silent_shims.count(rec.sandbox_id) > 0) {
+    host_.Debug(absl::StrCat("stats of container ", rec.id, ": not asking the shim of pod ",
+                             rec.sandbox_id, ", which did not answer earlier in this call"));
+  } else if (berth_shim.ok() && !*berth_shim) {
     const int64_t asked = NowNanos();
     absl::StatusOr<json> st = [&]() -> absl::StatusOr<json> {
       ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));
@@ -2169,6 +2173,9 @@ std::optional<json> RuntimeServiceImpl::ContainerStatsJson(const ContainerRecord
       return converted;
     }();
     if (st.ok()) return *std::move(st);
+    if (absl::IsDeadlineExceeded(st.status()) || absl::IsUnavailable(st.status())) {
+      round->silent_shims.insert(rec.sandbox_id);
+    }
     host_.Debug(absl::StrCat("stats of container ", rec.id, ": the shim of handler ", handler,
                              " did not give them (", st.status().ToString(), "); ",
                              rec.cgroups_path.empty()
@@ -2180,7 +2187,8 @@ std::optional<json> RuntimeServiceImpl::ContainerStatsJson(const ContainerRecord
 }
 
 absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Container>& c,
-                                                    runtime::v1::ContainerStats* out) {
+                                                    runtime::v1::ContainerStats* out,
+                                                    StatsRound* round) {
   auto [rec, handler] = Current(c);
   out->mutable_attributes()->set_id(rec.id);
   *out->mutable_attributes()->mutable_metadata() = rec.config.metadata();
@@ -2188,7 +2196,7 @@ absl::Status RuntimeServiceImpl::FillContainerStats(const std::shared_ptr<Contai
   *out->mutable_attributes()->mutable_annotations() = rec.config.annotations();
   int64_t now = NowNanos();
   if (rec.phase == ContainerPhase::kRunning) {
-    if (std::optional<json> read = ContainerStatsJson(rec, handler)) {
+    if (std::optional<json> read = ContainerStatsJson(rec, handler, round)) {
       const json& st = *read;
       int64_t ts = st.value("timestamp_ns", now);
       FillCpu(st, ts, out->mutable_cpu());
@@ -2236,7 +2244,8 @@ grpc::Status RuntimeServiceImpl::ContainerStats(grpc::ServerContext*,
                                                 runtime::v1::ContainerStatsResponse* resp) {
   std::shared_ptr<Container> c = FindContainer(req->container_id());
   if (!c) return NotFound("ContainerStats", "container", req->container_id());
-  return ToGrpc(FillContainerStats(c, resp->mutable_stats()));
+  StatsRound round;
+  return ToGrpc(FillContainerStats(c, resp->mutable_stats(), &round));
 }
 
 grpc::Status RuntimeServiceImpl::ListContainerStats(
@@ -2256,15 +2265,17 @@ grpc::Status RuntimeServiceImpl::ListContainerStats(
       chosen.push_back(c);
     }
   }
+  StatsRound round;
   for (const auto& c : chosen) {
-    absl::Status s = FillContainerStats(c, resp->add_stats());
+    absl::Status s = FillContainerStats(c, resp->add_stats(), &round);
     if (!s.ok()) return ToGrpc(s);
   }
   return grpc::Status::OK;
 }
 
 absl::Status RuntimeServiceImpl::FillPodStats(const std::shared_ptr<Sandbox>& sb,
-                                              runtime::v1::PodSandboxStats* out) {
+                                              runtime::v1::PodSandboxStats* out,
+                                              StatsRound* round) {
   SandboxRecord rec;
   std::vector<std::shared_ptr<Container>> members;
   {
@@ -2301,7 +2312,9 @@ absl::Status RuntimeServiceImpl::FillPodStats(const std::shared_ptr<Sandbox>& sb
       }
     }
   }
-  for (const auto& c : members) RETURN_IF_ERROR(FillContainerStats(c, linux->add_containers()));
+  for (const auto& c : members) {
+    RETURN_IF_ERROR(FillContainerStats(c, linux->add_containers(), round));
+  }
   return absl::OkStatus();
 }
 
@@ -2310,7 +2323,8 @@ grpc::Status RuntimeServiceImpl::PodSandboxStats(grpc::ServerContext*,
                                                  runtime::v1::PodSandboxStatsResponse* resp) {
   std::shared_ptr<Sandbox> sb = FindSandbox(req->pod_sandbox_id());
   if (!sb) return NotFound("PodSandboxStats", "pod sandbox", req->pod_sandbox_id());
-  return ToGrpc(FillPodStats(sb, resp->mutable_stats()));
+  StatsRound round;
+  return ToGrpc(FillPodStats(sb, resp->mutable_stats(), &round));
 }
 
 grpc::Status RuntimeServiceImpl::ListPodSandboxStats(
@@ -2327,8 +2341,9 @@ grpc::Status RuntimeServiceImpl::ListPodSandboxStats(
       chosen.push_back(sb);
     }
   }
+  StatsRound round;
   for (const auto& sb : chosen) {
-    absl::Status s = FillPodStats(sb, resp->add_stats());
+    absl::Status s = FillPodStats(sb, resp->add_stats(), &round);
     if (!s.ok()) return ToGrpc(s);
   }
   return grpc::Status::OK;

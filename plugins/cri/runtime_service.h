@@ -256,14 +256,20 @@ class RuntimeServiceImpl final : public runtime::v1::RuntimeService::Service {
   // there are none.
   std::optional<nlohmann::json> CgroupStats(const std::string& cgroups_path,
                                             const std::string& owner);
+  // What one stats call learnt: the pods whose shim did not answer Task/Stats in time. Their
+  // other containers are read from the host at once, so a hung shim costs one timeout per
+  // call, not one per container.
+  struct StatsRound {
+    std::set<std::string> silent_shims;  // sandbox ids
+  };
   // A running container's statistics JSON: through its shim's Task/Stats when the handler's
   // shim is not berth-shim, else (or when the shim cannot say) from its cgroup on the host.
   std::optional<nlohmann::json> ContainerStatsJson(const ContainerRecord& rec,
-                                                   const std::string& handler);
+                                                   const std::string& handler, StatsRound* round);
   absl::Status FillContainerStats(const std::shared_ptr<Container>& c,
-                                  runtime::v1::ContainerStats* out);
-  absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb,
-                            runtime::v1::PodSandboxStats* out);
+                                  runtime::v1::ContainerStats* out, StatsRound* round);
+  absl::Status FillPodStats(const std::shared_ptr<Sandbox>& sb, runtime::v1::PodSandboxStats* out,
+                            StatsRound* round);
 
   // --- streaming ---
   // A connection to `port` of a ready sandbox: inside its network namespace (127.0.0.1,

@@ -89,6 +89,37 @@ class PodShimV2Test : public PodFixture<> {
     EXPECT_TRUE(h_->RemovePod(warm).ok());
     return FootprintWithoutBerthd();
   }
+  // The pod's shim: the parent of its pause process (containerd's shim reparents to init);
+  // 0, with a test failure, when it cannot be found.
+  int ShimPid(const std::string& pod_id) {
+    v1::PodSandboxStatusResponse pst;
+    EXPECT_TRUE(h_->PodStatus(pod_id, &pst, true).ok());
+    const std::string info = pst.info().count("info") ? pst.info().at("info") : "";
+    const nlohmann::json j = nlohmann::json::parse(info, nullptr, false);
+    const int pause = j.is_object() ? j.value("pid", 0) : 0;
+    EXPECT_GT(pause, 0) << info;
+    std::ifstream stat("/proc/" + std::to_string(pause) + "/stat");
+    std::string statline;
+    std::getline(stat, statline);
+    if (statline.rfind(')') == std::string::npos) return 0;
+    std::istringstream fields(statline.substr(statline.rfind(')') + 2));
+    std::string state;
+    int shim = 0;
+    fields >> state >> shim;
+    const std::string comm = ReadFileText("/proc/" + std::to_string(shim) + "/comm");
+    EXPECT_THAT(comm, StartsWith("containerd-shim")) << "pid " << shim << ": " << statline;
+    return comm.rfind("containerd-shim", 0) == 0 ? shim : 0;
+  }
+  // berthd again, logging at debug level (what it says about each stats reading).
+  void RestartAtDebugLevel() {
+    std::string config = ReadFile(h_->daemon().config());
+    ASSERT_EQ(config.rfind("log_level: ", 0), 0u) << config;
+    config.replace(0, config.find('\n'), "log_level: debug");
+    WriteFile(h_->daemon().config(), config);
+    h_->StopDaemon(SIGTERM);
+    std::string error;
+    ASSERT_TRUE(h_->StartDaemon(&error)) << error;
+  }
   template <typename Pred>
   bool Eventually(Pred pred, milliseconds timeout = seconds(10)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -300,23 +331,8 @@ TEST_F(PodShimV2Test, AContainerForAPodWhoseShimDiedFailsAndThePodCanBeRemoved) 
   v1::PodSandboxConfig pod;
   const std::string pod_id = RunPod(&pod, "orphan");
   ASSERT_FALSE(pod_id.empty());
-  // The pod's shim: the parent of its pause process (containerd's shim reparents to init).
-  v1::PodSandboxStatusResponse pst;
-  ASSERT_TRUE(h_->PodStatus(pod_id, &pst, true).ok());
-  const std::string info = pst.info().count("info") ? pst.info().at("info") : "";
-  const nlohmann::json j = nlohmann::json::parse(info, nullptr, false);
-  const int pause = j.is_object() ? j.value("pid", 0) : 0;
-  ASSERT_GT(pause, 0) << info;
-  std::ifstream stat("/proc/" + std::to_string(pause) + "/stat");
-  std::string statline;
-  std::getline(stat, statline);
-  std::istringstream fields(statline.substr(statline.rfind(')') + 2));
-  std::string state;
-  int shim = 0;
-  fields >> state >> shim;
-  ASSERT_GT(shim, 1) << statline;
-  std::string comm = ReadFileText("/proc/" + std::to_string(shim) + "/comm");
-  ASSERT_THAT(comm, StartsWith("containerd-shim")) << "pid " << shim;
+  const int shim = ShimPid(pod_id);
+  ASSERT_GT(shim, 1);
   ASSERT_EQ(::kill(shim, SIGKILL), 0);
 
   std::string id;
@@ -384,14 +400,8 @@ TEST_F(PodShimV2Test, ResourceUpdatesGoThroughTheShim) {
 // <message type>)", and when the shim fails, a line saying so and that the host cgroup was read
 // instead: what an operator looks for when a VM runtime's stats look wrong.
 TEST_F(PodShimV2Test, ABusyContainersStatsComeThroughItsShim) {
-  // berthd again, logging at debug level.
-  std::string config = ReadFile(h_->daemon().config());
-  ASSERT_EQ(config.rfind("log_level: ", 0), 0u) << config;
-  config.replace(0, config.find('\n'), "log_level: debug");
-  WriteFile(h_->daemon().config(), config);
-  h_->StopDaemon(SIGTERM);
-  std::string error;
-  ASSERT_TRUE(h_->StartDaemon(&error)) << error;
+  RestartAtDebugLevel();
+  if (HasFatalFailure()) return;
 
   v1::PodSandboxConfig pod;
   const std::string pod_id = RunPod(&pod, "busy");
@@ -446,6 +456,66 @@ TEST_F(PodShimV2Test, ABusyContainersStatsComeThroughItsShim) {
 
   ASSERT_OK(h_->StopContainer(id, 1));
   ASSERT_OK(h_->RemoveContainer(id));
+  ASSERT_OK(h_->StopPod(pod_id));
+  ASSERT_OK(h_->RemovePod(pod_id));
+}
+
+// A shim that stops answering (here: SIGSTOP) does not make the kubelet's stats calls hang or
+// fail: the first of its containers waits for Task/Stats's 5 s, then that container and the
+// pod's others are read from their cgroups on the host, without asking the shim again in the
+// same call — one timeout per call and pod, not one per container.
+TEST_F(PodShimV2Test, AShimThatDoesNotAnswerCostsOneTimeoutAndTheHostCgroupsAnswer) {
+  RestartAtDebugLevel();
+  if (HasFatalFailure()) return;
+  v1::PodSandboxConfig pod;
+  const std::string pod_id = RunPod(&pod, "frozen");
+  ASSERT_FALSE(pod_id.empty());
+  std::vector<std::string> ids;
+  for (const char* name : {"a", "b", "c"}) {
+    ids.push_back(Run(pod_id, pod, h_->NewContainer(pod, name, {"sleep", "1000"})));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  const int shim = ShimPid(pod_id);
+  ASSERT_GT(shim, 1);
+  ASSERT_EQ(::kill(shim, SIGSTOP), 0);
+  struct Resume {  // even when an assertion fails: the harness must be able to stop the pod
+    int pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{shim};
+
+  v1::ListContainerStatsRequest req;
+  req.mutable_filter()->set_pod_sandbox_id(pod_id);
+  v1::ListContainerStatsResponse resp;
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_OK(h_->rt().ListContainerStats(CriContext(seconds(60)).get(), req, &resp));
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(resp.stats_size(), 3);
+  for (const v1::ContainerStats& st : resp.stats()) {
+    EXPECT_GT(st.memory().working_set_bytes().value(), 0u) << st.attributes().id();
+    EXPECT_GT(st.cpu().usage_core_nano_seconds().value(), 0u) << st.attributes().id();
+  }
+  // One timeout (5 s), where asking each container's shim would take 15 s.
+  EXPECT_LT(took, seconds(12));
+  const std::string log = h_->daemon().Log();
+  size_t timed_out = 0, not_asked = 0;
+  for (const std::string& id : ids) {
+    timed_out += log.find("stats of container " + id + ": the shim of handler") != std::string::npos;
+    not_asked += log.find("stats of container " + id + ": not asking the shim of pod " + pod_id) !=
+                 std::string::npos;
+  }
+  EXPECT_EQ(timed_out, 1u) << h_->LogTail();
+  EXPECT_EQ(not_asked, 2u) << h_->LogTail();
+  EXPECT_THAT(log, HasSubstr("reading its cgroup"));
+
+  // Answering again, the shim is asked again (the next call starts afresh).
+  ::kill(shim, SIGCONT);
+  v1::ContainerStatsRequest one;
+  one.set_container_id(ids[0]);
+  v1::ContainerStatsResponse again;
+  ASSERT_OK(h_->rt().ContainerStats(CriContext().get(), one, &again));
+  EXPECT_THAT(h_->daemon().Log(),
+              HasSubstr("stats of container " + ids[0] + " from its shim (handler"));
+  for (const std::string& id : ids) ASSERT_OK(h_->StopContainer(id, 0));
   ASSERT_OK(h_->StopPod(pod_id));
   ASSERT_OK(h_->RemovePod(pod_id));
 }
