@@ -168,8 +168,20 @@ absl::Status Client::Send(std::string_view service, std::string_view method, std
     pending_.emplace(frame.stream_id, pending);
   }
   *stream_id = frame.stream_id;
-  std::lock_guard<std::mutex> lock(write_mu_);
-  return WriteFrame(fd_.get(), frame);
+  absl::Status written;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    written = WriteFrame(fd_.get(), frame);
+  }
+  if (!written.ok() && !absl::IsResourceExhausted(written)) {  // too large: nothing was sent
+    // The peer is gone (EPIPE, ECONNRESET) or a frame went out in part: the connection is
+    // unusable from now on, whether or not the reader has seen its end yet.
+    FailAll(absl::UnavailableError(
+        absl::StrCat("ttrpc connection to ", name_, " lost: ", written.message())));
+    return absl::UnavailableError(
+        absl::StrCat("ttrpc connection to ", name_, " lost: ", written.message()));
+  }
+  return written;
 }
 
 void Client::CallRawAsync(std::string_view service, std::string_view method, std::string payload,

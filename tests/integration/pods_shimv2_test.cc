@@ -482,6 +482,16 @@ TEST_F(PodShimV2Test, AShimThatDoesNotAnswerCostsOneTimeoutAndTheHostCgroupsAnsw
     int pid;
     ~Resume() { ::kill(pid, SIGCONT); }
   } resume{shim};
+  // The stop is complete when every thread of the shim is stopped ('T').
+  ASSERT_TRUE(Eventually([&] {
+    std::error_code ec;
+    for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(shim) + "/task", ec)) {
+      const std::string stat = ReadFileText(t.path() / "stat");
+      const size_t paren = stat.rfind(')');
+      if (paren == std::string::npos || stat.substr(paren + 2, 1) != "T") return false;
+    }
+    return !ec;
+  })) << "shim " << shim << " did not stop";
 
   v1::ListContainerStatsRequest req;
   req.mutable_filter()->set_pod_sandbox_id(pod_id);

@@ -201,10 +201,14 @@ check_shim_client_binary() {
   else
     fail "$1: did not compile against $PREFIX/include/berth/shim-proto/google/protobuf/*.pb.h"
   fi
-  if ldd "$2" | grep -q 'libprotobuf-lite\.so' && ! ldd "$2" | grep -q 'libprotobuf\.so'; then
+  # ldd's whole output first: `ldd | grep -q` under pipefail fails when grep leaves early and
+  # ldd gets SIGPIPE.
+  local libs
+  libs=$(ldd "$2")
+  if [[ $libs == *libprotobuf-lite.so* && $libs != *libprotobuf.so* ]]; then
     pass "$1: links libprotobuf-lite and not the full libprotobuf"
   else
-    fail "$1: protobuf libraries: $(ldd "$2" | grep -o 'libprotobuf[^ ]*' | tr '\n' ' ')"
+    fail "$1: protobuf libraries: $(grep -o 'libprotobuf[^ ]*' <<<"$libs" | tr '\n' ' ')"
   fi
 }
 
