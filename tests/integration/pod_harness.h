@@ -36,7 +36,7 @@
 #include "cri/v1/api.grpc.pb.h"
 #include "plugins/common/mountinfo.h"
 #include "tests/integration/registry_harness.h"
-#include "tests/support/containerd_run_dir.h"
+#include "tests/support/shared_host_state.h"
 
 namespace berth::testing {
 
@@ -824,8 +824,10 @@ class PodHarness {
   const std::string& busybox_ref() const { return busybox_ref_; }
 
  private:
-  // Held while berthd may run containerd-shim-runc-v2 (the shimv2-test handler).
+  // Held while berthd may run containerd-shim-runc-v2 (the shimv2-test handler) and the
+  // portmap plugin (the default conflist has it).
   ContainerdRunDir run_dir_;
+  PortmapChains portmap_chains_;
   PodImages images_;
   fs::path root_;
   std::string cgroup_parent_;

@@ -296,7 +296,7 @@ if [[ ! -x $RUNC_SHIM ]]; then
   echo "SKIP: $RUNC_SHIM is not installed; shim-client not run against a real shim"
 else
   # /run/containerd is shared with the other tests that start shims (ctest -j): hold the lock
-  # of tests/support/containerd_run_dir.h shared while ours run.
+  # of tests/support/shared_host_state.h shared while ours run.
   exec 9>>/tmp/berth-containerd-run.lock
   flock -s 9
   n=0

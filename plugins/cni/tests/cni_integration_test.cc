@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "plugins/cni/cni_network.h"
 #include "plugins/cni/tests/test_support.h"
+#include "tests/support/shared_host_state.h"
 
 namespace berth::cni {
 namespace {
@@ -101,6 +102,9 @@ class CniIntegrationTest : public ::testing::Test {
     if (lock_fd_ >= 0) ::close(lock_fd_);
     lock_fd_ = -1;
   }
+
+  // portmap's top-level chains go when the last test that may use them ends.
+  berth::testing::PortmapChains portmap_chains_;
 
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root: network namespaces, bridges, iptables";

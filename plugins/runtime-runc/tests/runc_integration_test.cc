@@ -22,7 +22,7 @@
 #include "shim/runc/options.pb.h"
 #include "shim/task/v2/shim.pb.h"
 #include "tests/support/bundle.h"
-#include "tests/support/containerd_run_dir.h"
+#include "tests/support/shared_host_state.h"
 
 namespace berth::runc {
 namespace {
@@ -75,7 +75,7 @@ bool RuncKnows(const std::string& runtime, const std::string& root, const std::s
 
 // Everything a test started, undone even when it fails: shims (only those whose command
 // line names one of our containers), runc containers in the private root, and
-// /run/containerd's empty directories when no other test uses them (containerd_run_dir.h).
+// /run/containerd's empty directories when no other test uses them (shared_host_state.h).
 class Cleanup {
  public:
   Cleanup(std::string runtime, std::string runc_root)

@@ -34,7 +34,7 @@
 #include "shim/runc/options.pb.h"
 #include "shim/task/v2/shim.pb.h"
 #include "tests/support/bundle.h"
-#include "tests/support/containerd_run_dir.h"
+#include "tests/support/shared_host_state.h"
 
 extern char** environ;
 
@@ -101,7 +101,7 @@ TEST(ShimInteropTest, ConnectAndShutdownRuncV2Shim) {
   if (::access(kShim, X_OK) != 0) GTEST_SKIP() << kShim << " not installed";
 
   // The shim creates /run/containerd/{s,runc/<namespace>}: their empty directories go when no
-  // other test uses them (containerd_run_dir.h).
+  // other test uses them (shared_host_state.h).
   berth::testing::ContainerdRunDir run_dir;
   char tmpl[] = "/tmp/berth-shim-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
