@@ -94,7 +94,9 @@ class PortmapChains {
             "OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
             "POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" "
             "-j CNI-HOSTPORT-MASQ"}) {
-        Iptables(std::string("-t nat -D ") + rule);
+        // Concurrent ADDs can insert a jump twice: delete until none is left.
+        for (int i = 0; i < 16 && Iptables(std::string("-t nat -D ") + rule) == 0; ++i) {
+        }
       }
       for (const char* chain : {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"}) {
         Iptables(std::string("-t nat -F ") + chain);
