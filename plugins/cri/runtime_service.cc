@@ -2158,10 +2158,11 @@ std::optional<json> RuntimeServiceImpl::ContainerStatsJson(const ContainerRecord
                                                            const std::string& handler,
                                                            StatsRound* round) {
   absl::StatusOr<bool> berth_shim = UsesBerthShim(handler);
-  if (berth_shim.ok() && !*berth_shim && round->silent_shims.count(rec.sandbox_id) > 0) {
+  const bool other_shim = berth_shim.ok() && !*berth_shim;
+  if (other_shim && round->silent_shims.count(rec.sandbox_id) > 0) {
     host_.Debug(absl::StrCat("stats of container ", rec.id, ": not asking the shim of pod ",
                              rec.sandbox_id, ", which did not answer earlier in this call"));
-  } else if (berth_shim.ok() && !*berth_shim) {
+  } else if (other_shim) {
     const int64_t asked = NowNanos();
     absl::StatusOr<json> st = [&]() -> absl::StatusOr<json> {
       ASSIGN_OR_RETURN(TaskClient tasks, Handler(handler));

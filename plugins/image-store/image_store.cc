@@ -819,7 +819,11 @@ void ImageStore::CollectGarbage(bool only_if_idle) {
 // per filesystem: those on the default's filesystem are added to its entry, with the content
 // store, so the kubelet's image GC — which reads the first entry — sees all of it.
 sdk::Result<std::string> ImageStore::FsInfo() {
-  std::vector<nlohmann::json> filesystems;
+  struct Usage {
+    std::string mountpoint;
+    uint64_t bytes = 0, inodes = 0;
+  };
+  std::vector<Usage> filesystems;  // the default snapshotter's first
   for (const Snapshotter& t : snapshotters_) {
     sdk::StringSink usage, err;
     int32_t code = t.table->fs_usage(t.instance, usage.get(), err.get());
@@ -831,29 +835,24 @@ sdk::Result<std::string> ImageStore::FsInfo() {
       return sdk::Internal(absl::StrCat("snapshotter ", t.plugin_id, " returned unreadable usage"));
     }
     const std::string mountpoint = u.value("mountpoint", host_.RootDir());
-    auto same = std::find_if(filesystems.begin(), filesystems.end(), [&](const nlohmann::json& f) {
-      return f["mountpoint"] == mountpoint;
-    });
-    if (same == filesystems.end()) {
-      filesystems.push_back({{"mountpoint", mountpoint}, {"used_bytes", 0}, {"inodes_used", 0}});
-      same = filesystems.end() - 1;
-    }
-    (*same)["used_bytes"] = (*same)["used_bytes"].get<uint64_t>() +
-                            u.value("used_bytes", uint64_t{0});
-    (*same)["inodes_used"] = (*same)["inodes_used"].get<uint64_t>() +
-                             u.value("inodes_used", uint64_t{0});
+    auto same = std::find_if(filesystems.begin(), filesystems.end(),
+                             [&](const Usage& f) { return f.mountpoint == mountpoint; });
+    if (same == filesystems.end()) same = filesystems.insert(filesystems.end(), {mountpoint});
+    same->bytes += u.value("used_bytes", uint64_t{0});
+    same->inodes += u.value("inodes_used", uint64_t{0});
   }
   if (filesystems.empty()) return sdk::Internal("no snapshotter");
-  uint64_t bytes = 0, inodes = 0;
   absl::Status walked = content_->Walk([&](const std::string&, int64_t size) {
-    bytes += static_cast<uint64_t>(size);
-    ++inodes;
+    filesystems.front().bytes += static_cast<uint64_t>(size);
+    ++filesystems.front().inodes;
   });
   if (!walked.ok()) return ToSdk(walked);
-  nlohmann::json& first = filesystems.front();
-  first["used_bytes"] = first["used_bytes"].get<uint64_t>() + bytes;
-  first["inodes_used"] = first["inodes_used"].get<uint64_t>() + inodes;
-  return nlohmann::json({{"image_fs", first}, {"image_filesystems", filesystems}}).dump();
+  nlohmann::json list = nlohmann::json::array();
+  for (const Usage& f : filesystems) {
+    list.push_back(
+        {{"mountpoint", f.mountpoint}, {"used_bytes", f.bytes}, {"inodes_used", f.inodes}});
+  }
+  return nlohmann::json({{"image_fs", list.front()}, {"image_filesystems", list}}).dump();
 }
 
 }  // namespace berth::image

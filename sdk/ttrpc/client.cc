@@ -176,10 +176,10 @@ absl::Status Client::Send(std::string_view service, std::string_view method, std
   if (!written.ok() && !absl::IsResourceExhausted(written)) {  // too large: nothing was sent
     // The peer is gone (EPIPE, ECONNRESET) or a frame went out in part: the connection is
     // unusable from now on, whether or not the reader has seen its end yet.
-    FailAll(absl::UnavailableError(
-        absl::StrCat("ttrpc connection to ", name_, " lost: ", written.message())));
-    return absl::UnavailableError(
+    absl::Status lost = absl::UnavailableError(
         absl::StrCat("ttrpc connection to ", name_, " lost: ", written.message()));
+    FailAll(lost);
+    return lost;
   }
   return written;
 }
